@@ -1,0 +1,1 @@
+"""Testbed definitions (YAML) and the emulated HAN (``testbeds.emulator``)."""
