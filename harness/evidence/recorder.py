@@ -1,0 +1,270 @@
+"""The evidence recorder: writes every frame, event and serial line of a run as it happens.
+
+Layout it creates in the run folder::
+
+    evidence/air.pcap         radio frames (pcap link type 195, 802.15.4 with FCS)
+    evidence/<medium>.pcap    frames seen on any other medium (e.g. p2p), same format
+    evidence/timeline.jsonl   one JSON row per frame or event, flushed as written
+    evidence/images/          firmware images offered during the run
+    evidence/serial/<port>.log  serial transcripts, one timestamped line per line received
+    timeline.parquet          written by close() from timeline.jsonl
+
+Everything is appended and flushed as it happens, so a crash or a kill keeps all evidence up to
+that moment; ``finalize_timeline`` can still turn the JSON lines of a killed run into Parquet.
+The recorder knows nothing of the emulator: a lab bench feeds it frames from a real sniffer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from harness.errors import BadInputError
+from harness.evidence.decode import FrameSummary, summarize
+from harness.evidence.pcap import PcapWriter
+from harness.evidence.timeline import TimelineStats, TimelineWriter, iso_utc
+
+__all__ = ["FrameListener", "Recorder"]
+
+FrameListener = Callable[[FrameSummary, float], None]
+"""Called with each captured frame's summary and its virtual time (testbed seconds)."""
+
+_SECRET_KEY = re.compile(r"key|secret|password|passwd|token|credential", re.IGNORECASE)
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+REDACTED = "«redacted»"
+
+
+def _clean_name(name: str) -> str:
+    return _SAFE_NAME.sub("_", name).strip("._") or "port"
+
+
+class Recorder:
+    """Records one run's evidence under ``run_dir``.
+
+    Args:
+        run_dir: the run folder; ``evidence/`` is created inside it. A folder that already holds
+            a capture or a timeline is refused (``BadInputError``), so earlier evidence is never
+            overwritten.
+        wall_clock: real time as a Unix timestamp (``time.time`` unless a test fixes it).
+        virtual_clock: testbed time in seconds (the event loop's clock: virtual on the emulated
+            testbed, real on a bench).
+        addresses: optional names for addresses, e.g. ``{"0x1234": "B2"}``. The recorder also
+            learns them by itself: the MAC source of a radio frame is the address of the device
+            that sent it (``hop_src``).
+
+    Pcap timestamps are the wall time when the recorder started plus the testbed time elapsed
+    since, so Wireshark's relative times are testbed times.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str],
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        virtual_clock: Callable[[], float],
+        addresses: Mapping[str, str] | None = None,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.evidence_dir = self.run_dir / "evidence"
+        self.images_dir = self.evidence_dir / "images"
+        self.serial_dir = self.evidence_dir / "serial"
+        self.pcap_path = self.evidence_dir / "air.pcap"
+        self.timeline_jsonl = self.evidence_dir / "timeline.jsonl"
+        self.timeline_parquet = self.run_dir / "timeline.parquet"
+        for existing in (self.pcap_path, self.timeline_jsonl, self.timeline_parquet):
+            if existing.exists():
+                raise BadInputError(
+                    "run folder already holds evidence; choose a new output folder",
+                    file=str(existing),
+                )
+        self.images_dir.mkdir(parents=True, exist_ok=True)
+        self.serial_dir.mkdir(parents=True, exist_ok=True)
+        self._wall_clock = wall_clock
+        self._virtual_clock = virtual_clock
+        self._wall0 = wall_clock()
+        self._virtual0 = virtual_clock()
+        self._pcaps: dict[str, PcapWriter] = {"radio": PcapWriter(self.pcap_path)}
+        self._timeline = TimelineWriter(self.timeline_jsonl)
+        self._serial: dict[str, IO[str]] = {}
+        self._listeners: list[FrameListener] = []
+        self._names: dict[str, str] = dict(addresses or {})
+        self._seq = 0
+        self._stats: TimelineStats | None = None
+        self._closed = False
+
+    # --- recording ----------------------------------------------------------------------
+    def frame(self, raw: bytes, *, hop_src: str, hop_dst: str, medium: str = "radio") -> FrameSummary:
+        """Record one frame seen on ``medium`` going from device ``hop_src`` to ``hop_dst``.
+
+        Writes it to the medium's pcap, decodes it, appends a timeline row and tells the frame
+        listeners. Returns the decoded summary.
+        """
+        if self._closed:
+            raise ValueError(f"recorder for {self.run_dir} is closed; frame from {hop_src} not recorded")
+        now_v = self._virtual_clock()
+        pcap = self._pcaps.get(medium)
+        if pcap is None:
+            pcap = self._pcaps[medium] = PcapWriter(self.evidence_dir / f"{_clean_name(medium)}.pcap")
+        pcap.write(raw, self._wall0 + (now_v - self._virtual0))
+        s = summarize(raw)
+        names = self._names
+        if medium == "radio" and s.mac_src is not None and s.fcs_ok:
+            names[s.mac_src] = hop_src
+        src = s.nwk_src or s.mac_src
+        dst = s.nwk_dst or s.mac_dst
+        self._seq += 1
+        self._timeline.append(
+            {
+                "seq": self._seq,
+                "virtual_time_s": now_v,
+                "wall_time_utc": iso_utc(self._wall_clock()),
+                "kind": "frame",
+                "source": names.get(src, src) if src else hop_src,
+                "destination": names.get(dst, dst) if dst else hop_dst,
+                "hop": f"{hop_src}→{hop_dst}",
+                "medium": medium,
+                "layers": s.layers,
+                "zcl_command": s.zcl_command,
+                "file_offset": s.file_offset,
+                "data_size": s.data_size,
+                "detail": s.error,
+            }
+        )
+        for listener in self._listeners:
+            try:
+                listener(s, now_v)
+            except Exception as e:
+                # The frame is already on disk; note the harness fault there too, then let it
+                # surface so the run ends in ERROR rather than silently losing progress data.
+                self.event(
+                    "harness", f"frame listener {getattr(listener, '__name__', listener)!s} failed: {e!r}"
+                )
+                raise
+        return s
+
+    def event(self, source: str, what: str, **detail: Any) -> None:
+        """Record a harness event, e.g. ``event("hub", "offer B2 0x01010000", device="B2")``.
+
+        ``what`` is the one-line description; keyword details are appended as ``key=value``.
+        ``destination=`` (or ``device=``) fills the destination column. Details whose name
+        mentions a key, secret, password or token are written as «redacted».
+        """
+        if self._closed:
+            raise ValueError(f"recorder for {self.run_dir} is closed; event {what!r} not recorded")
+        destination = detail.pop("destination", None) or detail.get("device")
+        text = what
+        if detail:
+            text += " " + " ".join(
+                f"{k}={REDACTED if _SECRET_KEY.search(k) else v}" for k, v in detail.items()
+            )
+        self._seq += 1
+        self._timeline.append(
+            {
+                "seq": self._seq,
+                "virtual_time_s": self._virtual_clock(),
+                "wall_time_utc": iso_utc(self._wall_clock()),
+                "kind": "event",
+                "source": source,
+                "destination": None if destination is None else str(destination),
+                "medium": "harness",
+                "detail": text,
+            }
+        )
+
+    def add_image(self, data: bytes, name: str) -> Path:
+        """Keep a copy of a firmware image as ``evidence/images/<name>`` and return its path.
+
+        The file is written under a temporary name and renamed, so it is complete or absent.
+        ``name`` must be a plain file name (no folders).
+        """
+        if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+            raise BadInputError("image name must be a plain file name", field="name", value=name)
+        target = self.images_dir / name
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.images_dir)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    def serial_line(self, port: str, line: str) -> None:
+        """Append one line received on (or sent to) control port ``port`` to its transcript.
+
+        Each transcript line starts with the testbed time and the UTC wall time.
+        """
+        f = self._serial.get(port)
+        if f is None:
+            if self._closed:
+                raise ValueError(
+                    f"recorder for {self.run_dir} is closed; serial line from {port} not recorded"
+                )
+            path = self.serial_dir / f"{_clean_name(port)}.log"
+            f = self._serial[port] = open(path, "a", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+        f.write(
+            f"{self._virtual_clock():.6f} {iso_utc(self._wall_clock())} {line.rstrip(chr(13) + chr(10))}\n"
+        )
+        f.flush()
+
+    # --- observers and names ------------------------------------------------------------
+    def add_frame_listener(self, callback: FrameListener) -> None:
+        """Call ``callback(summary, virtual_time)`` for every frame recorded from now on."""
+        self._listeners.append(callback)
+
+    def remove_frame_listener(self, callback: FrameListener) -> None:
+        """Stop calling ``callback``; removing one that is not registered is harmless."""
+        if callback in self._listeners:
+            self._listeners.remove(callback)
+
+    def name_address(self, address: str, name: str) -> None:
+        """Show ``address`` (``"0x1234"`` or an EUI-64) as device ``name`` in the timeline."""
+        self._names[address] = name
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        """The address → device name map known so far (a copy)."""
+        return dict(self._names)
+
+    def relative(self, path: str | os.PathLike[str]) -> str:
+        """``path`` relative to the run folder, with forward slashes (as records store it)."""
+        return Path(path).resolve().relative_to(self.run_dir.resolve()).as_posix()
+
+    # --- the end ------------------------------------------------------------------------
+    def close(self) -> TimelineStats:
+        """Close every file and write ``timeline.parquet`` into the run folder.
+
+        Calling it again does nothing more and returns the same stats.
+        """
+        if self._stats is not None:
+            return self._stats
+        self._closed = True
+        for pcap in self._pcaps.values():
+            pcap.close()
+        for f in self._serial.values():
+            f.close()
+        self._serial.clear()
+        self._stats = self._timeline.finalize(self.timeline_parquet)
+        return self._stats
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has been called."""
+        return self._closed
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

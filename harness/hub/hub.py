@@ -1,0 +1,123 @@
+"""The Communications Hub role played by the harness: a zigpy controller that forms the network,
+lets the devices join, reads them over ZigBee and serves them OTA images.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import zigpy.application
+import zigpy.device
+import zigpy.exceptions
+import zigpy.types as t
+from zigpy.zcl.clusters.general import Basic, Ota
+
+from harness.errors import BenchError, DeviceFault
+
+LOGGER = logging.getLogger(__name__)
+
+READ_ATTEMPTS = 3
+
+
+class _InitWatcher:
+    """zigpy listener that wakes waiters when a device finishes its interview or announces itself."""
+
+    def __init__(self) -> None:
+        self.waiters: dict[t.EUI64, list[asyncio.Future[zigpy.device.Device]]] = {}
+        self.announces: dict[t.EUI64, list[asyncio.Future[None]]] = {}
+
+    def device_initialized(self, device: zigpy.device.Device) -> None:
+        for future in self.waiters.pop(device.ieee, []):
+            if not future.done():
+                future.set_result(device)
+
+    def device_joined(self, device: zigpy.device.Device) -> None:
+        for future in self.announces.pop(device.ieee, []):
+            if not future.done():
+                future.set_result(None)
+
+    def raw_device_initialized(self, device: zigpy.device.Device) -> None:
+        """Interview done but no quirk applied; not used by the harness."""
+
+    def device_removed(self, device: zigpy.device.Device) -> None:
+        """A device left; not used yet."""
+
+    def device_left(self, device: zigpy.device.Device) -> None:
+        """A device left; not used yet."""
+
+
+class Hub:
+    """The harness's CH: one zigpy ControllerApplication and what the scenarios ask of it."""
+
+    def __init__(self, app: zigpy.application.ControllerApplication) -> None:
+        self.app = app
+        self._watcher = _InitWatcher()
+        self._rejoins: dict[t.EUI64, int] = {}
+
+    async def start(self) -> None:
+        """Bring the coordinator up and start the network; a radio failure is a bench error."""
+        self.app.add_listener(self._watcher)
+        self.app.add_listener(self)
+        try:
+            await self.app.startup(auto_form=False)
+        except Exception as exc:
+            raise BenchError(f"the hub's radio did not start: {exc!r}") from exc
+
+    async def stop(self) -> None:
+        """Shut the coordinator down."""
+        with contextlib.suppress(Exception):
+            await self.app.shutdown(db=False)
+
+    def device_joined(self, device: zigpy.device.Device) -> None:
+        """zigpy listener: count every (re)join or announce, per device."""
+        self._rejoins[device.ieee] = self._rejoins.get(device.ieee, 0) + 1
+
+    def device(self, ieee: t.EUI64) -> zigpy.device.Device | None:
+        """The zigpy device with this IEEE address, if it has joined."""
+        return self.app.devices.get(ieee)
+
+    async def wait_until_joined(self, ieee: t.EUI64, timeout: float) -> zigpy.device.Device:
+        """Wait until the device has joined and zigpy has interviewed it (endpoints known)."""
+        device = self.app.devices.get(ieee)
+        if device is not None and device.is_initialized:
+            return device
+        future: asyncio.Future[zigpy.device.Device] = asyncio.get_running_loop().create_future()
+        self._watcher.waiters.setdefault(ieee, []).append(future)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise DeviceFault(f"device {ieee} did not join and answer the interview within {timeout:g}s") from None
+
+    def announce_waiter(self, ieee: t.EUI64) -> asyncio.Future[None]:
+        """A future that completes at the device's next Device_annce (e.g. after it reboots)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._watcher.announces.setdefault(ieee, []).append(future)
+        return future
+
+    async def read_ota_attribute(self, device: zigpy.device.Device, attribute: str) -> Any:
+        """Read one attribute of the device's OTA Upgrade client over ZigBee (through every hop)."""
+        cluster = device.endpoints[1].out_clusters[Ota.cluster_id]
+        return await self._read(device, cluster, attribute)
+
+    async def read_basic_attribute(self, device: zigpy.device.Device, attribute: str) -> Any:
+        """Read one Basic cluster attribute of the device over ZigBee."""
+        cluster = device.endpoints[1].in_clusters[Basic.cluster_id]
+        return await self._read(device, cluster, attribute)
+
+    async def _read(self, device: zigpy.device.Device, cluster: Any, attribute: str) -> Any:
+        last: Exception | None = None
+        for _ in range(READ_ATTEMPTS):
+            try:
+                success, failure = await cluster.read_attributes([attribute], allow_cache=False)
+            except (asyncio.TimeoutError, zigpy.exceptions.ZigbeeException) as exc:
+                last = exc
+                continue
+            if attribute in success:
+                return success[attribute]
+            raise DeviceFault(f"{device.ieee} answered the read of {cluster.name}.{attribute} with "
+                              f"{failure.get(attribute)!r}")
+        raise DeviceFault(f"{device.ieee} did not answer a read of {cluster.name}.{attribute} "
+                          f"after {READ_ATTEMPTS} attempts ({last!r})")

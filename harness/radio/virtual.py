@@ -1,0 +1,128 @@
+"""A zigpy ControllerApplication whose radio is the coordinator radio of an emulated premises.
+
+This is one of the two places in ``harness`` that know the emulator exists (the other is the testbed
+starter). It plays the part that bellows or zigpy-znp play for a real stick: it turns zigpy's
+``send_packet`` into an APS data request on the coordinator's stack, and what that stack receives into
+``packet_received``. Everything above it (the hub, the OTA server, scenarios) is the same zigpy code
+that drives a coordinator stick on a lab bench.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import zigpy.application
+import zigpy.config as zconf
+import zigpy.exceptions
+import zigpy.state
+import zigpy.types as t
+import zigpy.zdo.types as zdo_t
+
+from testbeds.emulator.node import ApsIndication
+from testbeds.emulator.premises import CoordinatorRadio
+
+LOGGER = logging.getLogger(__name__)
+
+AttachRadio = Callable[[Callable[[ApsIndication], None], Callable[[str], None]], CoordinatorRadio]
+"""Switches on the emulated coordinator radio: (on_data, log) -> radio."""
+
+
+class VirtualControllerApplication(zigpy.application.ControllerApplication):
+    """zigpy's controller on the emulated coordinator radio (no serial port, same loop)."""
+
+    def __init__(self, config: dict[str, Any], *, attach: AttachRadio, network: zigpy.state.NetworkInfo,
+                 node: zigpy.state.NodeInfo) -> None:
+        super().__init__(config)
+        self._attach = attach
+        self._network = network
+        self._node = node
+        self._radio: CoordinatorRadio | None = None
+
+    @classmethod
+    def build_config(cls) -> dict[str, Any]:
+        """zigpy configuration for a harness hub: no database, no backups, no remote OTA providers."""
+        return {
+            zconf.CONF_DEVICE: {zconf.CONF_DEVICE_PATH: "virtual://coordinator"},
+            zconf.CONF_DATABASE: None,
+            zconf.CONF_NWK_BACKUP_ENABLED: False,
+            zconf.CONF_TOPO_SCAN_ENABLED: False,
+            zconf.CONF_WATCHDOG_ENABLED: False,
+            zconf.CONF_STARTUP_ENERGY_SCAN: False,
+            zconf.CONF_OTA: {zconf.CONF_OTA_ENABLED: False},
+        }
+
+    async def connect(self) -> None:
+        """Switch the emulated coordinator radio on."""
+        if self._radio is None:
+            self._radio = self._attach(self._on_aps_data, lambda line: LOGGER.debug("coordinator: %s", line))
+
+    async def disconnect(self) -> None:
+        """Switch the emulated coordinator radio off."""
+        if self._radio is not None:
+            self._radio.stop()
+            self._radio = None
+
+    async def start_network(self) -> None:
+        """The emulated network runs as soon as the radio is on; nothing more to start."""
+        await self.register_endpoints()
+
+    async def load_network_info(self, *, load_devices: bool = False) -> None:
+        """Report the network the testbed file describes (formed by the testbed starter)."""
+        self.state.network_info = self._network
+        self.state.node_info = self._node
+
+    async def write_network_info(self, *, network_info: zigpy.state.NetworkInfo,
+                                 node_info: zigpy.state.NodeInfo) -> None:
+        """Take new network settings (zigpy's form_network); the emulated air follows the testbed."""
+        self._network = network_info
+        self._node = node_info
+
+    async def reset_network_info(self) -> None:
+        """Forget the network settings."""
+        self._network = zigpy.state.NetworkInfo()
+
+    async def force_remove(self, dev: zigpy.device.Device) -> None:  # type: ignore[name-defined]
+        """Nothing to do: the emulated coordinator keeps no child table for zigpy to clean."""
+
+    async def add_endpoint(self, descriptor: zdo_t.SimpleDescriptor) -> None:
+        """Endpoints exist implicitly on the emulated coordinator."""
+
+    async def permit_ncp(self, time_s: int = 60) -> None:
+        """Joining is by commissioning in this issue's emulator: nothing to open on the radio."""
+
+    async def permit_with_link_key(self, node: t.EUI64, link_key: t.KeyData, time_s: int = 60) -> None:
+        """Install-code joining arrives with NWK security (a later issue); refuse clearly until then."""
+        raise NotImplementedError("the emulated coordinator radio has no install-code joining yet")
+
+    async def send_packet(self, packet: t.ZigbeePacket) -> None:
+        """Send one zigpy packet through the emulated coordinator; raise DeliveryError if it fails."""
+        if self._radio is None:
+            raise zigpy.exceptions.DeliveryError("the emulated coordinator radio is off")
+        if packet.dst.addr_mode in (t.AddrMode.NWK, t.AddrMode.Broadcast):
+            dst = int(packet.dst.address)
+        elif packet.dst.addr_mode == t.AddrMode.IEEE:
+            dst = int(self.get_device(ieee=packet.dst.address).nwk)
+        else:
+            raise zigpy.exceptions.DeliveryError(f"addressing mode {packet.dst.addr_mode!r} is not supported")
+        wants_ack = bool(packet.tx_options & t.TransmitOptions.ACK)
+        delivered = await self._radio.send(
+            dst=dst, dst_endpoint=int(packet.dst_ep or 0), src_endpoint=int(packet.src_ep or 0),
+            profile=int(packet.profile_id or 0), cluster=int(packet.cluster_id), payload=bytes(packet.data.serialize()),
+            ack=wants_ack, extended_timeout=bool(packet.extended_timeout),
+        )
+        if not delivered:
+            raise zigpy.exceptions.DeliveryError(f"no acknowledgement from 0x{dst:04X}", status=t.MACStatus.MAC_NO_ACK)
+
+    def _on_aps_data(self, ind: ApsIndication) -> None:
+        dst: t.AddrModeAddress
+        if ind.broadcast:
+            dst = t.AddrModeAddress(addr_mode=t.AddrMode.Broadcast, address=t.BroadcastAddress(ind.dst_nwk))
+        else:
+            dst = t.AddrModeAddress(addr_mode=t.AddrMode.NWK, address=t.NWK(ind.dst_nwk))
+        self.packet_received(t.ZigbeePacket(
+            src=t.AddrModeAddress(addr_mode=t.AddrMode.NWK, address=t.NWK(ind.src_nwk)),
+            src_ep=ind.src_endpoint, dst=dst, dst_ep=ind.dst_endpoint, profile_id=ind.profile,
+            cluster_id=ind.cluster, data=t.SerializableBytes(ind.payload), lqi=255, rssi=-40,
+        ))

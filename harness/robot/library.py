@@ -1,0 +1,315 @@
+"""Robot Framework keyword library for OTA firmware-update testing of GB smart-metering HAN devices."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from robot.api import logger
+from robot.api.deco import keyword, library
+from robot.api.exceptions import Error, Failure, FatalError
+from robot.libraries.BuiltIn import BuiltIn, RobotNotRunningError
+
+from harness import __version__
+from harness.errors import BadInputError, HarnessError
+from harness.scenarios.progress import NoProgress, ProgressSink, RichProgress
+from harness.scenarios.session import OtaSession
+from harness.scenarios.values import format_version
+from harness.scenarios.verdicts import Verdict
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def default_testbed() -> str:
+    """The default testbed file: $HARNESS_TESTBED, else the packaged ``testbeds/emulated.yaml``."""
+    return os.environ.get("HARNESS_TESTBED") or str(resources.files("testbeds") / "emulated.yaml")
+
+
+def _classified(func: F) -> F:
+    """Turn harness errors into Robot statuses and note the verdict each leads to."""
+
+    @functools.wraps(func)
+    def wrapper(self: OtaLibrary, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(self, *args, **kwargs)
+        except HarnessError as exc:
+            verdict = self._session().note_exception(exc)
+            message = str(exc)
+            if isinstance(exc, BadInputError) and func.__name__ == "start_testbed":
+                raise FatalError(f"bad testbed: {message}") from None
+            if verdict is Verdict.FAIL:
+                raise Failure(message) from None
+            raise Error(f"{verdict}: {message}") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@library(scope="GLOBAL", version=__version__, doc_format="ROBOT")
+class OtaLibrary:
+    """Drives over-the-air firmware updates of GB smart-metering HAN devices and P2P Alt HAN bridges.
+
+    The library plays the Communications Hub (a zigpy coordinator) on a testbed described by a
+    testbed file, serves OTA images to the devices over ZigBee, cuts and restores their power, reads
+    their firmware version back over ZigBee, and records evidence of everything: a Wireshark-readable
+    capture of every frame on air, a timeline, device logs and the images served.
+
+    == Table of contents ==
+
+    %TOC%
+
+    = Testbeds =
+
+    A testbed file (YAML) names the devices (CH, ESME, GSME, IHD, PPMID, HCALCS, bridges B1-B4),
+    their addresses, firmware identity and power source, and the radio and P2P links between them.
+    `Start Testbed` without an argument uses ``$HARNESS_TESTBED`` or the packaged
+    ``testbeds/emulated.yaml``: a premises where the gas meter is out of range of the CH and is
+    reached through the near-end bridge B1 and the far-end bridge B2. See ``docs/testbed.md``.
+
+    = Devices =
+
+    Keywords take device names as the testbed file spells them (``B2``, ``GSME``). An unknown name
+    fails with the list of names the testbed has.
+
+    = Budgets and time =
+
+    On an emulated testbed time is virtual: a transfer that takes an hour on air finishes in seconds,
+    and the same seed gives the same timeline. Budgets are testbed time: ``90s``, ``15min``, ``2h``.
+
+    = Versions and sizes =
+
+    Firmware versions are 32-bit OTA file versions: ``0x01020000``, ``16908288`` or ``1.2.0.0``.
+    Sizes are bytes: ``204800``, ``200KiB``.
+
+    = Verdicts =
+
+    Every check ends as PASS, FAIL (the device did wrong), ERROR (the harness or the bench broke,
+    or the input was unusable) or INCONCLUSIVE (the evidence cannot decide, e.g. the budget ran out
+    while the device was still progressing). A FAIL fails the test with the device's misdeed as the
+    message; an ERROR or INCONCLUSIVE fails it with the verdict first. ``harness run`` exits 0 when
+    all tests PASS, 1 on any FAIL, 2 on any ERROR/INCONCLUSIVE, 3 on bad input.
+
+    = Evidence =
+
+    Evidence goes to ``$HARNESS_RUN_DIR`` (set by ``harness run``) or Robot's output directory:
+    ``evidence/air.pcap``, ``evidence/images/``, ``evidence/serial/``, ``timeline.parquet`` and
+    ``run.json``; ``harness run`` adds ``index.html`` and ``manifest.json``.
+
+    = Example =
+
+    | *** Settings ***
+    | Library         harness.robot.OtaLibrary
+    | Suite Setup     Start Testbed
+    | Suite Teardown  Stop Testbed
+    |
+    | *** Test Cases ***
+    | Far-end bridge takes a new image through the near-end bridge
+    |     ${image}=    Build Firmware Image    B2    1.1.0.0    size=200KiB
+    |     Offer Firmware Image    B2    ${image}
+    |     Wait Until Upgrade Completes    B2    budget=2h
+    |     Firmware Version Should Be    B2    1.1.0.0
+    """
+
+    ROBOT_LISTENER_API_VERSION = 3
+
+    def __init__(self) -> None:
+        self._ota: OtaSession | None = None
+        # The library listens to its own suite: it opens and closes the verdict of each test.
+        self.ROBOT_LIBRARY_LISTENER = self
+
+    # ---------------------------------------------------------------------------- session
+    def _session(self) -> OtaSession:
+        if self._ota is None:
+            self._ota = OtaSession(self._run_dir(), seed=_env_int("HARNESS_SEED"), progress=self._progress(),
+                                   command=os.environ.get("HARNESS_COMMAND", "robot"))
+        return self._ota
+
+    @staticmethod
+    def _run_dir() -> Path:
+        configured = os.environ.get("HARNESS_RUN_DIR")
+        if configured:
+            return Path(configured)
+        try:
+            return Path(BuiltIn().get_variable_value("${OUTPUT DIR}"))
+        except RobotNotRunningError:
+            return Path.cwd()
+
+    @staticmethod
+    def _progress() -> ProgressSink:
+        return RichProgress() if os.environ.get("HARNESS_PROGRESS") == "1" else NoProgress()
+
+    # --------------------------------------------------------------------------- listener
+    def start_test(self, data: Any, result: Any) -> None:
+        self._session().begin_test(result.name, result.parent.longname if result.parent else "")
+
+    def end_test(self, data: Any, result: Any) -> None:
+        verdict = self._session().end_test(result.passed, result.message)
+        logger.info(f"verdict: {verdict}")
+
+    def close(self) -> None:
+        if self._ota is not None:
+            self._ota.close()
+
+    # ---------------------------------------------------------------------------- testbed
+    @keyword
+    @_classified
+    def start_testbed(self, file: str | None = None) -> None:
+        """Starts the testbed described by ``file`` and waits until every device has joined.
+
+        Without ``file``, uses ``$HARNESS_TESTBED`` or the packaged default testbed
+        (``testbeds/emulated.yaml``). A bad testbed file stops the whole run with a message that
+        names the file, line, field and value. A running testbed is stopped first.
+
+        | `Start Testbed` |
+        | `Start Testbed` | testbeds/ihd-out-of-range.yaml |
+        """
+        self._session().start_testbed(file or default_testbed())
+
+    @keyword
+    @_classified
+    def stop_testbed(self) -> None:
+        """Stops the running testbed: ends transfers, powers devices off, stops the hub.
+
+        Use it as suite teardown. Evidence recorded so far stays in the run folder.
+
+        | `Stop Testbed` |
+        """
+        self._session().stop_testbed()
+
+    # ----------------------------------------------------------------------------- images
+    @keyword
+    @_classified
+    def build_firmware_image(self, device: str, version: str, size: str = "200KiB",
+                             stack_version: int | None = None, form: str = "zigbee") -> str:
+        """Builds an OTA image for ``device`` and returns the path of the file.
+
+        The image carries the device's manufacturer code and image type from the testbed file,
+        file version ``version``, ZigBee stack version ``stack_version`` (default: the device's
+        current one) and is ``size`` bytes in total. ``form`` is ``zigbee`` (OTA header and tagged
+        sub-elements) or ``gbcs`` (OTA header and an opaque manufacturer body, as GB images are).
+        The file is kept under ``evidence/images/`` of the run.
+
+        | ${image}= | `Build Firmware Image` | B2 | 1.1.0.0 |
+        | ${image}= | `Build Firmware Image` | GSME | 0x01010000 | size=64KiB | form=gbcs |
+        | ${image}= | `Build Firmware Image` | B1 | 1.1.0.0 | stack_version=3 |
+        """
+        return str(self._session().build_firmware_image(device, version, size, stack_version, form))
+
+    @keyword
+    @_classified
+    def load_firmware_image(self, path: str) -> str:
+        """Reads and checks an OTA file from disk and returns the path to offer.
+
+        A bad file (wrong magic, short header, truncated, size mismatch) fails with the exact
+        defect and byte offset; trailing bytes after the declared size are logged as a warning.
+
+        | ${image}= | `Load Firmware Image` | vendor/bridge-2.1.ota |
+        """
+        return str(self._session().load_firmware_image(path))
+
+    # -------------------------------------------------------------------------------- OTA
+    @keyword
+    @_classified
+    def offer_firmware_image(self, device: str, image: str) -> None:
+        """Offers ``image`` to ``device``: sends Image Notify and serves the blocks it asks for.
+
+        The transfer runs in the background while other keywords run; use
+        `Wait Until Upgrade Completes` to wait for its end and get the verdict.
+
+        | `Offer Firmware Image` | B2 | ${image} |
+        """
+        self._session().offer_firmware_image(device, image)
+
+    @keyword
+    @_classified
+    def wait_until_upgrade_completes(self, device: str, budget: str = "2h", expect: str = "PASS") -> str:
+        """Waits until ``device`` runs the offered image, at most ``budget`` of testbed time; returns the verdict.
+
+        PASS when the device downloaded and verified the image, activated it, rebooted and reports
+        the new version over ZigBee. FAIL when it refused the image, reported an error, stopped
+        asking for blocks, or still runs the old version. INCONCLUSIVE when the budget ran out
+        while it was still progressing. The keyword fails unless the verdict is ``expect``
+        (``PASS`` by default; a negative test may expect ``FAIL``).
+
+        | ${verdict}= | `Wait Until Upgrade Completes` | B2 | budget=2h |
+        | `Wait Until Upgrade Completes` | GSME | budget=6h | expect=FAIL |
+        """
+        wanted = expect.strip().upper()
+        if wanted not in Verdict.__members__:
+            raise Error(f"expect must be one of PASS, FAIL, ERROR, INCONCLUSIVE (got {expect!r})")
+        result = self._session().wait_until_upgrade_completes(device, budget)
+        logger.info(str(result))
+        if result.verdict.value != wanted:
+            if result.verdict is Verdict.FAIL:
+                raise Failure(f"{device}: {result.reason}")
+            raise Error(f"{result.verdict}: {device}: {result.reason}")
+        return result.verdict.value
+
+    @keyword
+    @_classified
+    def firmware_version_should_be(self, device: str, version: str) -> None:
+        """Reads the firmware version of ``device`` over ZigBee and fails unless it is ``version``.
+
+        The read is a ZCL Read Attributes of the OTA cluster's CurrentFileVersion, through every
+        hop between the hub and the device.
+
+        | `Firmware Version Should Be` | B2 | 1.1.0.0 |
+        """
+        self._session().firmware_version_should_be(device, version)
+
+    @keyword
+    @_classified
+    def read_firmware_version(self, device: str) -> str:
+        """Reads the firmware version of ``device`` over ZigBee and returns it as ``0x01020000``.
+
+        | ${version}= | `Read Firmware Version` | GSME |
+        """
+        version = self._session().read_firmware_version(device)
+        logger.info(f"{device} runs {format_version(version)}")
+        return f"0x{version:08X}"
+
+    @keyword
+    @_classified
+    def device_should_be_reachable(self, device: str) -> None:
+        """Fails unless ``device`` answers a ZCL read (Basic cluster model) through every hop.
+
+        | `Device Should Be Reachable` | GSME |
+        """
+        self._session().device_should_be_reachable(device)
+
+    # ------------------------------------------------------------------------------ power
+    @keyword
+    @_classified
+    def cut_power(self, device: str) -> None:
+        """Cuts the power of ``device``. Its flash keeps what was written; everything else is lost.
+
+        | `Cut Power` | B2 |
+        """
+        self._session().cut_power(device)
+
+    @keyword
+    @_classified
+    def restore_power(self, device: str) -> None:
+        """Restores the power of ``device``; it boots from flash and announces itself again.
+
+        | `Restore Power` | B2 |
+        """
+        self._session().restore_power(device)
+
+    @keyword
+    @_classified
+    def power_cycle_device(self, device: str, off_time: str = "5s") -> None:
+        """Cuts the power of ``device``, waits ``off_time`` of testbed time, restores it and waits for it to rejoin.
+
+        | `Power Cycle Device` | B1 |
+        | `Power Cycle Device` | B1 | off_time=1min |
+        """
+        self._session().power_cycle_device(device, off_time)
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None

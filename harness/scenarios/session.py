@@ -1,0 +1,506 @@
+"""An OTA test session: what the Robot keywords and the pytest fixtures do, in one place.
+
+The session owns one asyncio loop for the whole run. On an emulated testbed that loop's clock is
+virtual (looptime): it jumps from one timer to the next, so an hour of OTA on air passes in seconds
+and the same seed gives the same timeline. Keywords are synchronous; each runs the loop until its own
+work is done, so testbed time passes only while the harness waits for something.
+
+Data flows one way: testbed (starter) -> hub (zigpy) -> this scenario layer -> evidence recorder ->
+reports. Device misbehaviour raises ``DeviceFault`` (FAIL), bench trouble ``BenchError`` (ERROR),
+unusable input ``BadInputError``; every verdict lands in the run record with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import looptime
+
+from harness import __version__
+from harness.errors import BadInputError, BenchError, DeviceFault, HarnessError
+from harness.evidence.record import RunRecord, TestRecord, TransferRecord
+from harness.evidence.recorder import Recorder
+from harness.hub.hub import Hub
+from harness.hub.ota_server import OtaServerPolicy, OtaTransfer, TransferOutcome, TransferProgress
+from harness.ota.image import OtaImage, build_image_of_total_size, load_image
+from harness.scenarios.progress import NoProgress, ProgressSink
+from harness.scenarios.values import format_version, parse_budget, parse_size, parse_version
+from harness.scenarios.verdicts import Verdict, VerdictResult, classify, worst
+from harness.testbed.loader import load_testbed
+from harness.testbed.model import TestbedSpec
+from harness.testbed.starter import StartedTestbed, start_testbed
+
+LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_IMAGE_SIZE = 200 * 1024
+JOIN_BUDGET_S = 600.0
+REBOOT_BUDGET_S = 300.0
+POWER_CYCLE_OFF_S = 5.0
+
+
+def _utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class _Running:
+    """One transfer in progress."""
+
+    device: str
+    image: OtaImage
+    image_path: Path
+    from_version: int
+    transfer: OtaTransfer
+    record: TransferRecord
+    task: asyncio.Task[TransferOutcome] | None = None
+    progressed_at: float = 0.0
+
+
+@dataclass
+class _TestState:
+    record: TestRecord
+    verdicts: list[VerdictResult] = field(default_factory=list)
+
+
+class OtaSession:
+    """A run: one evidence folder, one loop, any number of testbeds started and stopped in turn."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        seed: int | None = None,
+        progress: ProgressSink | None = None,
+        command: str = "",
+        policy: OtaServerPolicy | None = None,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.seed = seed
+        self.progress = progress or NoProgress()
+        self.policy = policy or OtaServerPolicy()
+        self.loop = looptime.new_event_loop(start=0.0)
+        self.wall_start = time.time()
+        self.recorder = Recorder(self.run_dir, virtual_clock=self.loop.time)
+        self.record = RunRecord(
+            run_id=self.run_dir.name, harness_version=__version__, testbed_name="", testbed_file="",
+            testbed_sha256="", seed=seed if seed is not None else -1, started_wall=_utc_now(), ended_wall=None,
+            command=command, tests=[], transfers=[],
+        )
+        self.bad_input = False
+        self.testbed: StartedTestbed | None = None
+        self.spec: TestbedSpec | None = None
+        self.hub: Hub | None = None
+        self.images: dict[str, OtaImage] = {}
+        self.running: dict[str, _Running] = {}
+        self._test: _TestState | None = None
+        self._closed = False
+        self._save_record()
+
+    # ------------------------------------------------------------------------------ plumbing
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run one step on the session's loop (testbed time passes only here)."""
+        if self._closed:
+            coro.close()
+            raise BenchError("the session is closed")
+        return self.loop.run_until_complete(coro)
+
+    def _save_record(self) -> None:
+        self.record.save(self.run_dir / "run.json")
+
+    def _event(self, what: str, **detail: Any) -> None:
+        self.recorder.event("harness", what, **detail)
+
+    def _require(self) -> tuple[StartedTestbed, TestbedSpec, Hub]:
+        if self.testbed is None or self.spec is None or self.hub is None:
+            raise BenchError("no testbed is running: call Start Testbed first")
+        return self.testbed, self.spec, self.hub
+
+    def _device_spec(self, name: str):  # type: ignore[no-untyped-def]
+        _, spec, _ = self._require()
+        return spec.device(name)
+
+    # ------------------------------------------------------------------------- test records
+    def begin_test(self, name: str, suite: str) -> None:
+        """Start recording a test case (Robot listener / pytest hook call this)."""
+        self._test = _TestState(TestRecord(name=name, suite=suite, verdict="RUNNING", reason="",
+                                           started_wall=_utc_now(), ended_wall=None, evidence=[]))
+        self.record.tests.append(self._test.record)
+        self._event("test-started", test=name, suite=suite)
+        self._save_record()
+
+    def note_verdict(self, result: VerdictResult) -> None:
+        """Attach a verdict to the running test (the worst one decides the test)."""
+        if self._test is not None:
+            self._test.verdicts.append(result)
+        self._event("verdict", verdict=str(result.verdict), reason=result.reason)
+
+    def note_exception(self, exc: BaseException) -> Verdict:
+        """Classify an exception a step raised, record it, and say which verdict it leads to."""
+        verdict = classify(exc)
+        if isinstance(exc, BadInputError):
+            self.bad_input = True
+        self.note_verdict(VerdictResult(verdict, str(exc)))
+        return verdict
+
+    def end_test(self, passed: bool, message: str = "") -> Verdict:
+        """Close the running test: its verdict is the worst noted, FAIL if it failed without one."""
+        state = self._test
+        if state is None:
+            return Verdict.PASS if passed else Verdict.FAIL
+        verdicts = [v.verdict for v in state.verdicts]
+        verdict = worst(verdicts)
+        if not passed and verdict is Verdict.PASS:
+            verdict = Verdict.FAIL
+            state.verdicts.append(VerdictResult(Verdict.FAIL, message or "test failed"))
+        reasons = [v.reason for v in state.verdicts if v.verdict is verdict]
+        state.record.verdict = str(verdict)
+        state.record.reason = reasons[-1] if reasons else (message or "all checks passed")
+        state.record.ended_wall = _utc_now()
+        self._event("test-ended", test=state.record.name, verdict=str(verdict))
+        self._test = None
+        self._save_record()
+        return verdict
+
+    # ------------------------------------------------------------------------------ testbed
+    def start_testbed(self, file: str | Path = "testbeds/emulated.yaml") -> None:
+        """Load, validate and start a testbed; wait until every device has joined the hub's network."""
+        if self.testbed is not None:
+            self.stop_testbed()
+        spec = load_testbed(file)
+        self.spec = spec
+        seed = self.seed if self.seed is not None else spec.seed
+        self.record.testbed_name = spec.name
+        self.record.testbed_file = str(file)
+        self.record.testbed_sha256 = spec.sha256 or ""
+        self.record.seed = seed
+        self._event("testbed-start", testbed=spec.name, file=str(file), sha256=spec.sha256, seed=seed)
+        self.run(self._start(spec, seed))
+        self._save_record()
+
+    async def _start(self, spec: TestbedSpec, seed: int) -> None:
+        testbed = start_testbed(spec, self.loop, seed=seed)
+        testbed.add_frame_sink(self._on_frame)
+        testbed.add_log_sink(self._on_device_log)
+        self.testbed = testbed
+        self.hub = Hub(testbed.app)
+        await self.hub.start()
+        for power in testbed.power.values():
+            await power.restore()
+        for name, device in spec.devices.items():
+            if name == spec.radio.plays:
+                continue
+            await self.hub.wait_until_joined(self._ieee(device.ieee_bytes), JOIN_BUDGET_S)
+            self._event("device-joined", device=name)
+
+    def _on_frame(self, frame: bytes, sender: str, receiver: str, medium: str) -> None:
+        self.recorder.frame(frame, hop_src=sender, hop_dst=receiver, medium=medium)
+
+    def _on_device_log(self, virtual_time: float, device: str, line: str) -> None:
+        self.recorder.serial_line(device, f"{virtual_time:12.6f} {line}")
+
+    @staticmethod
+    def _ieee(ieee_bytes: bytes):  # type: ignore[no-untyped-def]
+        import zigpy.types as t
+
+        return t.EUI64(ieee_bytes)
+
+    def stop_testbed(self) -> None:
+        """Stop the running testbed: cancel transfers, power everything off, stop the hub."""
+        if self.testbed is None:
+            return
+        self.run(self._stop())
+        self._event("testbed-stop")
+        self._save_record()
+
+    async def _stop(self) -> None:
+        for running in list(self.running.values()):
+            if running.task is not None:
+                running.task.cancel()
+                with contextlib.suppress(BaseException):
+                    await running.task
+        self.running.clear()
+        if self.hub is not None:
+            await self.hub.stop()
+        if self.testbed is not None:
+            self.testbed.shutdown()
+        self.testbed = None
+        self.hub = None
+        # Let cancelled timers and tasks unwind so nothing lingers into the next testbed.
+        await asyncio.sleep(0)
+
+    def close(self) -> None:
+        """End the run: stop the testbed, finalise the timeline and the run record."""
+        if self._closed:
+            return
+        with contextlib.suppress(HarnessError):
+            self.stop_testbed()
+        self.record.ended_wall = _utc_now()
+        self._save_record()
+        self.recorder.close()
+        self._closed = True
+        _close_loop(self.loop)
+
+    # ------------------------------------------------------------------------------- images
+    def build_firmware_image(
+        self,
+        device: str,
+        version: str | int,
+        size: str | int = DEFAULT_IMAGE_SIZE,
+        stack_version: int | None = None,
+        form: str = "zigbee",
+    ) -> Path:
+        """Build an OTA image for ``device`` (its manufacturer code and image type) and return its path."""
+        spec = self._device_spec(device)
+        file_version = parse_version(version)
+        total = parse_size(size)
+        if form not in ("zigbee", "gbcs"):
+            raise BadInputError("must be 'zigbee' or 'gbcs'", field="form", value=form)
+        image = build_image_of_total_size(
+            total, manufacturer_code=spec.manufacturer_code, image_type=spec.image_type,
+            file_version=file_version, stack_version=spec.stack_version if stack_version is None else stack_version,
+            header_string=f"{spec.type} {format_version(file_version).split()[0]}", form=form,
+            seed=file_version ^ (spec.image_type << 32),
+        )
+        data = image.serialize()
+        path = self.recorder.add_image(data, f"{device}-0x{file_version:08X}.{form}.ota")
+        self.images[str(path)] = image
+        self._event("image-built", device=device, path=str(path), file_version=f"0x{file_version:08X}",
+                    size=len(data), form=form)
+        return path
+
+    def load_firmware_image(self, path: str | Path) -> Path:
+        """Read and check an OTA file from disk (bad files are rejected with the reason); return its path."""
+        parsed = load_image(Path(path))
+        for warning in parsed.warnings:
+            self._event("image-warning", path=str(path), warning=warning)
+        stored = self.recorder.add_image(parsed.image.serialize(), Path(path).name)
+        self.images[str(stored)] = parsed.image
+        self.images[str(path)] = parsed.image
+        return stored
+
+    def _image(self, image: str | Path) -> OtaImage:
+        key = str(image)
+        if key not in self.images:
+            self.load_firmware_image(image)
+        return self.images[key]
+
+    # -------------------------------------------------------------------------------- OTA
+    def offer_firmware_image(self, device: str, image: str | Path) -> None:
+        """Tell ``device`` an image waits for it and serve it as the device asks (runs in the background)."""
+        self._device_spec(device)
+        ota_image = self._image(image)
+        if device in self.running and self.running[device].task and not self.running[device].task.done():  # type: ignore[union-attr]
+            raise BadInputError("already has a transfer running; wait for it first", field="device", value=device)
+        self.run(self._offer(device, ota_image, Path(image)))
+
+    async def _offer(self, device: str, image: OtaImage, path: Path) -> None:
+        _, spec, hub = self._require()
+        dev_spec = spec.device(device)
+        zdev = hub.device(self._ieee(dev_spec.ieee_bytes))
+        if zdev is None:
+            raise DeviceFault(f"{device} has not joined the network, so nothing can be offered to it")
+        from_version = await hub.read_ota_attribute(zdev, "current_file_version")
+        data = image.serialize()
+        record = TransferRecord(
+            device=device, image_file=str(path.relative_to(self.run_dir)) if path.is_relative_to(self.run_dir) else str(path),
+            image_sha256=_sha256(data), image_size=len(data), from_version=int(from_version),
+            to_version=image.header.file_version, block_size=self.policy.block_size, blocks=0, retries=0,
+            started_virtual_s=self.loop.time(), ended_virtual_s=None, started_wall=_utc_now(), ended_wall=None,
+            last_offset=0, verdict="RUNNING", reason="offered",
+        )
+        self.record.transfers.append(record)
+        transfer = OtaTransfer(zdev, device, image, self.policy, on_progress=self._on_progress,
+                               on_event=lambda what, detail: self._event(what, **detail))
+        running = _Running(device=device, image=image, image_path=path, from_version=int(from_version),
+                           transfer=transfer, record=record, progressed_at=self.loop.time())
+        self.running[device] = running
+        self._event("offer", device=device, from_version=f"0x{int(from_version):08X}",
+                    to_version=f"0x{image.header.file_version:08X}", image=record.image_file)
+        self.progress.started(device, len(data), self.loop.time())
+        transfer.__enter__()
+        running.task = self.loop.create_task(self._serve(running))
+        await transfer.offer()
+
+    async def _serve(self, running: _Running) -> TransferOutcome:
+        try:
+            return await running.transfer.finished
+        finally:
+            running.transfer.__exit__(None, None, None)
+
+    def _on_progress(self, progress: TransferProgress) -> None:
+        running = self.running.get(progress.device)
+        if running is not None:
+            running.progressed_at = progress.virtual_time
+            running.record.blocks += 1
+            running.record.last_offset = progress.offset + progress.size
+        self.progress.advanced(progress.device, progress.offset + progress.size, progress.virtual_time)
+
+    def wait_until_upgrade_completes(self, device: str, budget: str | float = "2h") -> VerdictResult:
+        """Wait (in testbed time) until ``device`` runs the offered image; return the verdict.
+
+        PASS: the device downloaded the image, activated it, rebooted and reports the new version.
+        FAIL: the device refused, reported an error, stalled, or still reports the old version.
+        INCONCLUSIVE: the budget ran out while the device was still making progress.
+        """
+        seconds = parse_budget(budget)
+        self._device_spec(device)
+        running = self.running.get(device)
+        if running is None:
+            raise BadInputError("has no transfer to wait for; offer an image first", field="device", value=device)
+        result = self.run(self._wait(running, seconds))
+        self._conclude(running, result)
+        return result
+
+    async def _wait(self, running: _Running, budget: float) -> VerdictResult:
+        assert running.task is not None
+        _, spec, hub = self._require()
+        deadline = self.loop.time() + budget
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(running.task), budget)
+        except asyncio.TimeoutError:
+            since = self.loop.time() - running.progressed_at
+            detail = (f"budget of {budget:g}s spent at offset {running.record.last_offset} of "
+                      f"{running.record.image_size}")
+            if since < self.policy.stall_timeout:
+                return VerdictResult(Verdict.INCONCLUSIVE, f"{detail}; the device was still progressing "
+                                                             f"({since:.1f}s since its last block)")
+            return VerdictResult(Verdict.FAIL, f"{detail}; no progress for {since:.1f}s")
+        running.record.retries = outcome.repeated_blocks
+        if outcome.status != "upgrade-end-success":
+            return VerdictResult(Verdict.FAIL, outcome.detail)
+        dev_spec = spec.device(running.device)
+        ieee = self._ieee(dev_spec.ieee_bytes)
+        announced = hub.announce_waiter(ieee)
+        remaining = max(deadline - self.loop.time(), 1.0)
+        if self.policy.upgrade_time is None:
+            return VerdictResult(Verdict.PASS, "image downloaded and verified; activation waits for a command")
+        try:
+            await asyncio.wait_for(announced, min(remaining, REBOOT_BUDGET_S + self.policy.upgrade_time))
+        except asyncio.TimeoutError:
+            return VerdictResult(Verdict.FAIL, "the device accepted the image but did not reboot and "
+                                               "announce itself within the budget")
+        zdev = hub.device(ieee)
+        if zdev is None:
+            return VerdictResult(Verdict.FAIL, "the device left the network after its reboot")
+        version = int(await hub.read_ota_attribute(zdev, "current_file_version"))
+        expected = running.image.header.file_version
+        if version != expected:
+            return VerdictResult(Verdict.FAIL, f"the device rebooted but runs {format_version(version)}, "
+                                               f"not the offered {format_version(expected)}")
+        return VerdictResult(Verdict.PASS, f"upgraded from {format_version(running.from_version)} to "
+                                           f"{format_version(version)}")
+
+    def _conclude(self, running: _Running, result: VerdictResult) -> None:
+        record = running.record
+        record.verdict = str(result.verdict)
+        record.reason = result.reason
+        record.ended_virtual_s = self.loop.time()
+        record.ended_wall = _utc_now()
+        self.progress.finished(running.device, str(result.verdict))
+        self.note_verdict(VerdictResult(result.verdict, f"{running.device}: {result.reason}",
+                                        ("evidence/air.pcap", "timeline.parquet", record.image_file)))
+        self._save_record()
+
+    # ---------------------------------------------------------------------------- reading
+    def read_firmware_version(self, device: str) -> int:
+        """Read the device's running firmware version over ZigBee (OTA CurrentFileVersion)."""
+        return self.run(self._read_version(device))
+
+    async def _read_version(self, device: str) -> int:
+        _, spec, hub = self._require()
+        zdev = hub.device(self._ieee(spec.device(device).ieee_bytes))
+        if zdev is None:
+            raise DeviceFault(f"{device} is not on the network")
+        return int(await hub.read_ota_attribute(zdev, "current_file_version"))
+
+    def firmware_version_should_be(self, device: str, version: str | int) -> None:
+        """Fail unless ``device`` reports ``version`` when read over ZigBee."""
+        expected = parse_version(version)
+        seen = self.read_firmware_version(device)
+        self._event("version-read", device=device, version=f"0x{seen:08X}", expected=f"0x{expected:08X}")
+        if seen != expected:
+            raise DeviceFault(f"{device} runs {format_version(seen)}, expected {format_version(expected)}")
+
+    def device_should_be_reachable(self, device: str) -> None:
+        """Fail unless a ZCL read of ``device``'s Basic cluster gets an answer through every hop."""
+        self.run(self._reachable(device))
+
+    async def _reachable(self, device: str) -> None:
+        _, spec, hub = self._require()
+        zdev = hub.device(self._ieee(spec.device(device).ieee_bytes))
+        if zdev is None:
+            raise DeviceFault(f"{device} is not on the network")
+        model = await hub.read_basic_attribute(zdev, "model")
+        self._event("reachable", device=device, model=str(model), route=" -> ".join(spec.route(spec.radio.plays, device)))
+
+    # ------------------------------------------------------------------------------ power
+    def cut_power(self, device: str) -> None:
+        """Cut the device's power (its flash keeps what was written)."""
+        power = self._power(device)
+        self._event("power-cut", device=device)
+        self.run(power.cut())
+
+    def restore_power(self, device: str) -> None:
+        """Restore the device's power; it boots from flash and rejoins."""
+        power = self._power(device)
+        self._event("power-restore", device=device)
+        self.run(power.restore())
+
+    def power_cycle_device(self, device: str, off_time: str | float = POWER_CYCLE_OFF_S) -> None:
+        """Cut power, wait ``off_time`` of testbed time, restore power, and wait for the device to rejoin."""
+        seconds = parse_budget(off_time, field="off_time")
+        power = self._power(device)
+        self.run(self._cycle(device, power, seconds))
+
+    async def _cycle(self, device: str, power: Any, off_time: float) -> None:
+        _, spec, hub = self._require()
+        self._event("power-cut", device=device)
+        await power.cut()
+        await asyncio.sleep(off_time)
+        announced = hub.announce_waiter(self._ieee(spec.device(device).ieee_bytes))
+        self._event("power-restore", device=device)
+        await power.restore()
+        try:
+            await asyncio.wait_for(announced, REBOOT_BUDGET_S)
+        except asyncio.TimeoutError:
+            raise DeviceFault(f"{device} did not announce itself within {REBOOT_BUDGET_S:g}s of power-up") from None
+
+    def _power(self, device: str):  # type: ignore[no-untyped-def]
+        testbed, spec, _ = self._require()
+        spec.device(device)
+        power = testbed.power.get(device)
+        if power is None:
+            raise BadInputError("has no power switch on this testbed (the hub's own CH cannot be switched)",
+                                field="device", value=device)
+        return power
+
+    # ------------------------------------------------------------------------------ status
+    def testbed_time(self) -> float:
+        """Seconds of testbed time since the session began."""
+        return self.loop.time()
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()

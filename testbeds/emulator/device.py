@@ -1,0 +1,393 @@
+"""An emulated HAN device: power, flash, a ZigBee stack and the application clusters on top.
+
+The device answers ZDO discovery (node, active endpoint and simple descriptors, address requests),
+the Basic cluster (0x0000: manufacturer, model, power source, SW build id of the running firmware)
+and carries an OTA Upgrade client (cluster 0x0019). On power-up it rebuilds everything held in RAM
+(stack, OTA client state) from its flash and announces itself (ZDO Device_annce), as a device that
+rejoined after a reboot does. A power cut drops everything but the flash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from testbeds.emulator import zcl_types as zcl
+from testbeds.emulator import zdo
+from testbeds.emulator.flash import Flash
+from testbeds.emulator.frames import NWK_BROADCAST_RX_ON, FrameError, ZclFrame
+from testbeds.emulator.medium import Medium
+from testbeds.emulator.node import (
+    COORDINATOR,
+    ROUTER,
+    SLEEPY_END_DEVICE,
+    AddressBook,
+    ApsIndication,
+    Node,
+    NodeIdentity,
+)
+from testbeds.emulator.ota_client import OtaClient, OtaClientConfig
+
+HA_PROFILE = 0x0104
+APP_ENDPOINT = 1
+BASIC_CLUSTER = 0x0000
+IDENTIFY_CLUSTER = 0x0003
+OTA_CLUSTER = 0x0019
+# ZCL 2.5.12: an unsupported cluster is answered with this status in a Default Response.
+UNSUPPORTED_CLUSTER = 0xC3
+# Seconds from power-up to the Device_annce (stack start and NWK rejoin on a real device).
+BOOT_TIME_S = 2.0
+OTA_SERVER_NWK = 0x0000
+OTA_SERVER_ENDPOINT = 1
+
+# Basic cluster PowerSource values (ZCL 3.2.2.2.8)
+POWER_SOURCE_MAINS = 0x01
+POWER_SOURCE_BATTERY = 0x03
+
+_DEVICE_IDS = {"ESME": 0x0501, "GSME": 0x0501, "IHD": 0x0507, "PPMID": 0x0507, "HCALCS": 0x0502}
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """What the emulated device is: identity, radio role, firmware identity, power source."""
+
+    name: str
+    type: str
+    ieee: bytes
+    nwk: int
+    pan_id: int
+    role: str
+    manufacturer_code: int
+    manufacturer_name: str
+    model: str
+    image_type: int
+    hardware_version: int
+    firmware_version: int
+    stack_version: int
+    power_source: str
+    parent: str | None = None
+    poll_interval: float = 7.5
+    fast_poll_interval: float = 0.25
+    ota_max_data_size: int = 64
+    ota_query_interval: float = 3600.0
+
+
+@dataclass
+class DeviceLog:
+    """Lines the device logs (its control-port log stream), with the testbed time of each."""
+
+    lines: list[tuple[float, str]] = field(default_factory=list)
+    listeners: list[Callable[[float, str, str], None]] = field(default_factory=list)
+
+
+class EmulatedDevice:
+    """One emulated device: survives power cuts through its flash; everything else is RAM."""
+
+    def __init__(
+        self,
+        config: DeviceConfig,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        medium: Medium,
+        addresses: AddressBook,
+        routes: dict[int, str],
+        rng: random.Random,
+        log: DeviceLog | None = None,
+    ) -> None:
+        self.config = config
+        self.loop = loop
+        self.medium = medium
+        self.addresses = addresses
+        self.routes = routes
+        self.rng = rng
+        self.flash = Flash(factory_version=config.firmware_version, factory_stack_version=config.stack_version)
+        self.log_book = log or DeviceLog()
+        self.powered = False
+        self.boots = 0
+        self.node: Node | None = None
+        self.ota: OtaClient | None = None
+        self._zcl_tsn = rng.randrange(256)
+        self._boot_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[object]] = set()
+
+    # ------------------------------------------------------------------------------ logging
+    def log(self, text: str) -> None:
+        """Append one line to the device's log stream."""
+        now = self.loop.time()
+        self.log_book.lines.append((now, text))
+        for listener in self.log_book.listeners:
+            listener(now, self.config.name, text)
+
+    # -------------------------------------------------------------------------------- power
+    def power_on(self) -> None:
+        """Apply power: boot the running firmware from flash, start the stack, announce."""
+        if self.powered:
+            return
+        self.powered = True
+        self.boots += 1
+        running = self.flash.running
+        self.log(f"boot #{self.boots}: firmware 0x{running.file_version:08X} stack {running.stack_version}")
+        identity = NodeIdentity(
+            name=self.config.name, nwk=self.config.nwk, ieee=self.config.ieee, pan_id=self.config.pan_id,
+            role=self.config.role, parent=self.config.parent,
+        )
+        self.node = Node(
+            loop=self.loop, medium=self.medium, identity=identity, addresses=self.addresses,
+            routes=self.routes, rng=self.rng, on_data=self._on_data, log=self.log,
+            poll_interval=self._poll_interval,
+        )
+        self.ota = OtaClient(
+            loop=self.loop, flash=self.flash,
+            config=OtaClientConfig(
+                manufacturer_code=self.config.manufacturer_code, image_type=self.config.image_type,
+                hardware_version=self.config.hardware_version, max_data_size=self.config.ota_max_data_size,
+                query_interval=self.config.ota_query_interval,
+            ),
+            send=self._send_ota_command, reboot=self._reboot, log=self.log, rng=self.rng,
+        )
+        self.node.start()
+        self._boot_timer = self.loop.call_later(BOOT_TIME_S, self._booted)
+
+    def power_off(self) -> None:
+        """Cut power: the radio goes silent and RAM is lost; flash keeps what was written."""
+        if not self.powered:
+            return
+        self.powered = False
+        if self._boot_timer is not None:
+            self._boot_timer.cancel()
+        if self.ota is not None:
+            self.ota.stop()
+        if self.node is not None:
+            self.node.stop()
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+        self.node = None
+        self.ota = None
+        self.log("power lost")
+
+    def _booted(self) -> None:
+        self._boot_timer = None
+        self._announce()
+        if self.ota is not None:
+            self.ota.start()
+
+    def _reboot(self) -> None:
+        # The OTA client activated a new image: restart into it, as a real device resets.
+        self.log("rebooting into the new image")
+        self.loop.call_soon(self._restart)
+
+    def _restart(self) -> None:
+        self.power_off()
+        self.power_on()
+
+    def _poll_interval(self) -> float:
+        if self.ota is not None and self.ota.busy:
+            return self.config.fast_poll_interval
+        return self.config.poll_interval
+
+    # ------------------------------------------------------------------------------- sending
+    def _spawn(self, coro: object) -> None:
+        task = self.loop.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _next_tsn(self) -> int:
+        self._zcl_tsn = (self._zcl_tsn + 1) & 0xFF
+        return self._zcl_tsn
+
+    def _send(self, *, dst: int, dst_endpoint: int, profile: int, cluster: int, payload: bytes,
+              src_endpoint: int = APP_ENDPOINT, ack: bool = True) -> None:
+        if self.node is None:
+            return
+        self._spawn(self.node.aps_send(
+            dst=dst, dst_endpoint=dst_endpoint, src_endpoint=src_endpoint, profile=profile,
+            cluster=cluster, payload=payload, ack=ack,
+        ))
+
+    def _announce(self) -> None:
+        capability = self._mac_capability()
+        payload = zdo.encode_device_annce(self._next_tsn(), self.config.nwk, self.config.ieee, capability)
+        if self.node is not None:
+            self._spawn(self.node.aps_send(
+                dst=NWK_BROADCAST_RX_ON, dst_endpoint=0, src_endpoint=0, profile=zdo.ZDO_PROFILE,
+                cluster=zdo.DEVICE_ANNCE, payload=payload, ack=False,
+            ))
+        self.log("device announce sent")
+
+    def _send_ota_command(self, command_id: int, payload: bytes) -> None:
+        frame = ZclFrame(cluster_specific=True, command_id=command_id, tsn=self._next_tsn(),
+                         to_client=False, disable_default_response=True, payload=payload)
+        self._send(dst=OTA_SERVER_NWK, dst_endpoint=OTA_SERVER_ENDPOINT, profile=HA_PROFILE,
+                   cluster=OTA_CLUSTER, payload=frame.encode())
+
+    def _mac_capability(self) -> int:
+        capability = 0x80  # allocate address
+        if self.config.role in (COORDINATOR, ROUTER):
+            capability |= 0x02  # full-function device
+        if self.config.power_source == "mains":
+            capability |= 0x04
+        if self.config.role != SLEEPY_END_DEVICE:
+            capability |= 0x08  # receiver on when idle
+        return capability
+
+    # ------------------------------------------------------------------------------ receiving
+    def _on_data(self, ind: ApsIndication) -> None:
+        if ind.profile == zdo.ZDO_PROFILE or ind.dst_endpoint == 0:
+            self._on_zdo(ind)
+            return
+        if ind.dst_endpoint not in (APP_ENDPOINT, 0xFF):
+            return
+        try:
+            frame = ZclFrame.decode(ind.payload)
+        except FrameError as exc:
+            self.log(f"dropped malformed ZCL frame from 0x{ind.src_nwk:04X}: {exc}")
+            return
+        if ind.cluster == BASIC_CLUSTER:
+            self._on_basic(ind, frame)
+        elif ind.cluster == OTA_CLUSTER:
+            self._on_ota(ind, frame)
+        elif ind.cluster == IDENTIFY_CLUSTER and not frame.cluster_specific:
+            self._answer_global(ind, frame, lambda attr: (zcl.UINT16, 0) if attr == 0 else None)
+        elif not ind.broadcast:
+            self._default_response(ind, frame, UNSUPPORTED_CLUSTER)
+
+    def _reply(self, ind: ApsIndication, request: ZclFrame, command_id: int, payload: bytes, *,
+               cluster_specific: bool = False) -> None:
+        frame = ZclFrame(cluster_specific=cluster_specific, command_id=command_id, tsn=request.tsn,
+                         to_client=not request.to_client, disable_default_response=True,
+                         manufacturer_code=request.manufacturer_code, payload=payload)
+        self._send(dst=ind.src_nwk, dst_endpoint=ind.src_endpoint, profile=ind.profile,
+                   cluster=ind.cluster, payload=frame.encode())
+
+    def _default_response(self, ind: ApsIndication, request: ZclFrame, status: int) -> None:
+        if request.disable_default_response and status == zcl.SUCCESS:
+            return
+        self._reply(ind, request, zcl.DEFAULT_RESPONSE, zcl.encode_default_response(request.command_id, status))
+
+    def _answer_global(self, ind: ApsIndication, frame: ZclFrame,
+                       read: Callable[[int], tuple[int, object] | None]) -> None:
+        if frame.command_id == zcl.READ_ATTRIBUTES:
+            try:
+                attr_ids = zcl.decode_read_attributes(frame.payload)
+            except FrameError:
+                self._default_response(ind, frame, zcl.MALFORMED_COMMAND)
+                return
+            records: list[tuple[int, int, int | None, object]] = []
+            for attr_id in attr_ids:
+                found = read(attr_id)
+                if found is None:
+                    records.append((attr_id, zcl.UNSUPPORTED_ATTRIBUTE, None, None))
+                else:
+                    records.append((attr_id, zcl.SUCCESS, found[0], found[1]))
+            self._reply(ind, frame, zcl.READ_ATTRIBUTES_RESPONSE, zcl.encode_read_attributes_response(records))
+        elif frame.command_id == zcl.DEFAULT_RESPONSE:
+            return
+        elif not ind.broadcast:
+            self._default_response(ind, frame, zcl.UNSUP_GENERAL_COMMAND)
+
+    def _on_basic(self, ind: ApsIndication, frame: ZclFrame) -> None:
+        if frame.cluster_specific:
+            self._default_response(ind, frame, zcl.UNSUP_CLUSTER_COMMAND)
+            return
+        self._answer_global(ind, frame, self.basic_attribute)
+
+    def basic_attribute(self, attr_id: int) -> tuple[int, object] | None:
+        """Value of a Basic cluster attribute, as (ZCL type id, value), or None if unsupported."""
+        running = self.flash.running
+        version = running.file_version
+        values: dict[int, tuple[int, object]] = {
+            0x0000: (zcl.UINT8, 8),  # ZCLVersion
+            0x0001: (zcl.UINT8, (version >> 24) & 0xFF),  # ApplicationVersion
+            0x0002: (zcl.UINT8, running.stack_version & 0xFF),  # StackVersion
+            0x0003: (zcl.UINT8, self.config.hardware_version & 0xFF),  # HWVersion
+            0x0004: (zcl.CHAR_STRING, self.config.manufacturer_name),
+            0x0005: (zcl.CHAR_STRING, self.config.model),
+            0x0007: (zcl.ENUM8, POWER_SOURCE_MAINS if self.config.power_source == "mains" else POWER_SOURCE_BATTERY),
+            0x4000: (zcl.CHAR_STRING, f"0x{version:08X}"),  # SWBuildID
+        }
+        return values.get(attr_id)
+
+    def _on_ota(self, ind: ApsIndication, frame: ZclFrame) -> None:
+        ota = self.ota
+        if ota is None:
+            return
+        if frame.cluster_specific:
+            if frame.to_client:
+                ota.handle_command(frame.command_id, frame.payload)
+            else:
+                self._default_response(ind, frame, zcl.UNSUP_CLUSTER_COMMAND)
+            return
+        if frame.command_id == zcl.DEFAULT_RESPONSE:
+            try:
+                command_id, status = frame.payload[0], frame.payload[1]
+            except IndexError:
+                return
+            ota.handle_default_response(command_id, status)
+            return
+        if frame.command_id == zcl.WRITE_ATTRIBUTES:
+            try:
+                records = zcl.decode_write_attributes(frame.payload)
+            except FrameError:
+                self._default_response(ind, frame, zcl.MALFORMED_COMMAND)
+                return
+            statuses = [(ota.write_attribute(attr_id, int(value)), attr_id)  # type: ignore[call-overload]
+                        for attr_id, _type, value in records]
+            self._reply(ind, frame, zcl.WRITE_ATTRIBUTES_RESPONSE, zcl.encode_write_attributes_response(statuses))
+            return
+        self._answer_global(ind, frame, ota.read_attribute)
+
+    def _on_zdo(self, ind: ApsIndication) -> None:
+        cluster, payload = ind.cluster, ind.payload
+        try:
+            if cluster in (zdo.NODE_DESC_REQ, zdo.ACTIVE_EP_REQ):
+                tsn, nwk = zdo.decode_nwk_addr_of_interest(payload)
+                if cluster == zdo.NODE_DESC_REQ:
+                    body = zdo.encode_node_desc_rsp(tsn, zdo.SUCCESS, self.config.nwk, self.node_descriptor())
+                else:
+                    body = zdo.encode_active_ep_rsp(tsn, zdo.SUCCESS, self.config.nwk, [APP_ENDPOINT])
+            elif cluster == zdo.SIMPLE_DESC_REQ:
+                tsn, nwk, endpoint = zdo.decode_simple_desc_req(payload)
+                if endpoint == APP_ENDPOINT:
+                    body = zdo.encode_simple_desc_rsp(tsn, zdo.SUCCESS, self.config.nwk, self.simple_descriptor())
+                else:
+                    body = zdo.encode_simple_desc_rsp(tsn, zdo.NOT_ACTIVE, self.config.nwk, None)
+            elif cluster == zdo.IEEE_ADDR_REQ:
+                tsn = payload[0]
+                body = zdo.encode_ieee_addr_rsp(tsn, zdo.SUCCESS, self.config.ieee, self.config.nwk)
+            elif cluster == zdo.NWK_ADDR_REQ:
+                tsn = payload[0]
+                if payload[1:9] != self.config.ieee:
+                    return
+                body = zdo.encode_nwk_addr_rsp(tsn, zdo.SUCCESS, self.config.ieee, self.config.nwk)
+            elif cluster & 0x8000 or ind.broadcast:
+                return
+            else:
+                body = bytes([payload[0], zdo.NOT_SUPPORTED]) if payload else b""
+        except (FrameError, IndexError) as exc:
+            self.log(f"dropped malformed ZDO request 0x{cluster:04X}: {exc}")
+            return
+        if ind.broadcast and cluster not in (zdo.NWK_ADDR_REQ,):
+            return
+        self._send(dst=ind.src_nwk, dst_endpoint=0, src_endpoint=0, profile=zdo.ZDO_PROFILE,
+                   cluster=cluster | 0x8000, payload=body, ack=False)
+
+    def node_descriptor(self) -> zdo.NodeDescriptor:
+        """The ZDO node descriptor this device reports."""
+        logical = {COORDINATOR: 0, ROUTER: 1}.get(self.config.role, 2)
+        return zdo.NodeDescriptor(
+            logical_type=logical, mac_capability_flags=self._mac_capability(),
+            manufacturer_code=self.config.manufacturer_code, max_buffer_size=82,
+            max_incoming_transfer_size=82, server_mask=0, max_outgoing_transfer_size=82,
+            descriptor_capability=0,
+        )
+
+    def simple_descriptor(self) -> zdo.SimpleDescriptor:
+        """The application endpoint: Basic and Identify served, OTA Upgrade as a client."""
+        device_id = _DEVICE_IDS.get(self.config.type, 0x0008)  # 0x0008: range extender (bridges)
+        return zdo.SimpleDescriptor(
+            endpoint=APP_ENDPOINT, profile=HA_PROFILE, device_type=device_id, device_version=1,
+            input_clusters=[BASIC_CLUSTER, IDENTIFY_CLUSTER], output_clusters=[OTA_CLUSTER],
+        )

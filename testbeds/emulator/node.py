@@ -1,0 +1,556 @@
+"""The ZigBee stack of one emulated device: IEEE 802.15.4 MAC, ZigBee PRO NWK and APS.
+
+What it does, layer by layer (as a real stack does, minus what this issue leaves out):
+
+- MAC: unicast data frames ask for an acknowledgement and are retried up to ``MAC_MAX_FRAME_RETRIES``
+  times; a retransmission the receiver already took is acknowledged again but not passed up. A parent
+  holds frames for its sleepy children (indirect transmission) until they poll with a Data Request,
+  and drops them after ``INDIRECT_PERSISTENCE_S``. Sleepy devices switch their receiver off between
+  polls, so a frame sent to them directly is lost on air, as in the field.
+- NWK: unicast frames follow the routing table the premises gives each router (the converged mesh);
+  routers relay them, decrementing the radius; broadcasts are flooded once by every router (broadcast
+  transaction table). The frame path keeps the NWK header bytes separate, so NWK security (AES-CCM*,
+  the header being the associated data) slots in at ``_nwk_out`` / ``_nwk_in`` without a rewrite.
+- APS: unicast data may ask for an end-to-end APS acknowledgement; the sender retries up to
+  ``APS_MAX_FRAME_RETRIES`` times; duplicates (same source and APS counter) are acknowledged and
+  dropped.
+
+Everything runs on timers of one asyncio loop (virtual time in tests), never on threads or sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from testbeds.emulator.frames import (
+    APS_ACK,
+    APS_BROADCAST,
+    APS_DATA,
+    APS_UNICAST,
+    BROADCAST_SHORT,
+    MAC_ACK,
+    MAC_CMD_DATA_REQUEST,
+    MAC_COMMAND,
+    MAC_DATA,
+    NWK_BROADCAST_ALL,
+    NWK_BROADCAST_ROUTERS,
+    NWK_BROADCAST_RX_ON,
+    NWK_DATA,
+    ApsFrame,
+    FrameError,
+    MacFrame,
+    NwkFrame,
+    mac_ack,
+)
+from testbeds.emulator.medium import Medium, airtime
+
+MAC_MAX_FRAME_RETRIES = 3
+MAC_TURNAROUND_S = 192e-6
+# macTransactionPersistenceTime with the ZigBee PRO defaults (0x01F4 unit periods of 15.36 ms).
+INDIRECT_PERSISTENCE_S = 7.68
+# After a Data Request answered with "frame pending", the child keeps its receiver on this long.
+POLL_RX_WINDOW_S = 0.05
+APS_MAX_FRAME_RETRIES = 3
+APS_ACK_WAIT_S = 1.6
+APS_ACK_WAIT_EXTENDED_S = 10.0
+NWK_DEFAULT_RADIUS = 30
+# Routers wait a short random time before re-broadcasting (nwkcMaxBroadcastJitter is 64 ms).
+BROADCAST_JITTER_S = 0.064
+DUPLICATE_MEMORY = 64
+
+COORDINATOR, ROUTER, END_DEVICE, SLEEPY_END_DEVICE = "coordinator", "router", "end_device", "sleepy_end_device"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeIdentity:
+    """Who a node is on the network."""
+
+    name: str
+    nwk: int
+    ieee: bytes
+    pan_id: int
+    role: str
+    parent: str | None = None
+
+    @property
+    def is_router(self) -> bool:
+        """Coordinators and routers relay frames and keep their receivers on."""
+        return self.role in (COORDINATOR, ROUTER)
+
+    @property
+    def is_sleepy(self) -> bool:
+        """Sleepy end devices switch their receiver off between polls."""
+        return self.role == SLEEPY_END_DEVICE
+
+
+@dataclass(frozen=True, slots=True)
+class ApsIndication:
+    """One APS data frame delivered to the application (the APSDE-DATA.indication)."""
+
+    src_nwk: int
+    dst_nwk: int
+    src_endpoint: int
+    dst_endpoint: int
+    profile: int
+    cluster: int
+    payload: bytes
+    broadcast: bool
+
+
+@dataclass
+class AddressBook:
+    """Names and 16-bit network addresses of the premises' devices (what neighbour tables hold)."""
+
+    by_name: dict[str, int] = field(default_factory=dict)
+    by_nwk: dict[int, str] = field(default_factory=dict)
+    sleepy: set[str] = field(default_factory=set)
+
+    def add(self, name: str, nwk: int, *, sleepy: bool) -> None:
+        """Record a device."""
+        self.by_name[name] = nwk
+        self.by_nwk[nwk] = name
+        if sleepy:
+            self.sleepy.add(name)
+
+
+@dataclass
+class _Indirect:
+    nwk_bytes: bytes
+    done: asyncio.Future[bool]
+    expiry: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class NodeCounters:
+    """What a node did, for status reports and tests."""
+
+    mac_tx: int = 0
+    mac_retries: int = 0
+    mac_failures: int = 0
+    mac_rx: int = 0
+    mac_duplicates: int = 0
+    nwk_relayed: int = 0
+    nwk_no_route: int = 0
+    aps_retries: int = 0
+    aps_failures: int = 0
+    aps_duplicates: int = 0
+    malformed: int = 0
+    indirect_expired: int = 0
+    polls: int = 0
+
+
+class Node:
+    """One device's radio stack on the simulated medium."""
+
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        medium: Medium,
+        identity: NodeIdentity,
+        addresses: AddressBook,
+        routes: dict[int, str],
+        rng: random.Random,
+        on_data: Callable[[ApsIndication], None],
+        log: Callable[[str], None],
+        poll_interval: Callable[[], float] | None = None,
+    ) -> None:
+        self.loop = loop
+        self.medium = medium
+        self.me = identity
+        self.addresses = addresses
+        self.routes = routes
+        self.rng = rng
+        self.on_data = on_data
+        self.log = log
+        self.counters = NodeCounters()
+        self._poll_interval = poll_interval
+        self._mac_seq = rng.randrange(256)
+        self._nwk_seq = rng.randrange(256)
+        self._aps_counter = rng.randrange(256)
+        self._last_mac_seq: dict[str, int] = {}
+        self._pending_mac_acks: dict[int, tuple[asyncio.Future[bool], str]] = {}
+        self._indirect: dict[str, deque[_Indirect]] = {}
+        self._broadcasts_seen: deque[tuple[int, int]] = deque(maxlen=DUPLICATE_MEMORY)
+        self._aps_seen: deque[tuple[int, int]] = deque(maxlen=DUPLICATE_MEMORY)
+        self._aps_waiting: dict[tuple[int, int], asyncio.Future[None]] = {}
+        self._awake = 0
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._running = False
+
+    # ----------------------------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Switch the radio on (power-up): attach to the medium and, if sleepy, start polling."""
+        self._running = True
+        self.medium.attach(self.me.name, self._receive)
+        if self.me.is_sleepy:
+            self.medium.set_listening(self.me.name, False)
+            self._schedule_poll(self.rng.uniform(0.0, 0.5))
+
+    def stop(self) -> None:
+        """Switch the radio off (power cut): detach, cancel every timer, forget all RAM state."""
+        self._running = False
+        self.medium.detach(self.me.name)
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+        for future, _ in self._pending_mac_acks.values():
+            if not future.done():
+                future.set_result(False)
+        self._pending_mac_acks.clear()
+        for queue in self._indirect.values():
+            for entry in queue:
+                if not entry.done.done():
+                    entry.done.set_result(False)
+        self._indirect.clear()
+        for waiter in self._aps_waiting.values():
+            waiter.cancel()
+        self._aps_waiting.clear()
+
+    def _later(self, delay: float, callback: Callable[..., None], *args: object) -> None:
+        handle: asyncio.TimerHandle
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            callback(*args)
+
+        handle = self.loop.call_later(delay, fire)
+        self._timers.add(handle)
+
+    def _spawn(self, coro: object) -> None:
+        task = self.loop.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------------------------ MAC
+    def _next_mac_seq(self) -> int:
+        self._mac_seq = (self._mac_seq + 1) & 0xFF
+        return self._mac_seq
+
+    def _wake(self) -> None:
+        self._awake += 1
+        if self.me.is_sleepy:
+            self.medium.set_listening(self.me.name, True)
+
+    def _doze(self) -> None:
+        self._awake = max(0, self._awake - 1)
+        if self.me.is_sleepy and self._awake == 0:
+            self.medium.set_listening(self.me.name, False)
+
+    def _link_kind(self, neighbour: str) -> str:
+        link = self.medium.link(self.me.name, neighbour)
+        return link.kind if link is not None else "radio"
+
+    def _ack_wait(self, neighbour: str, frame: bytes) -> float:
+        link = self.medium.link(self.me.name, neighbour)
+        latency = link.latency if link is not None else 0.0
+        return airtime(frame) + airtime(b"\0" * 5) + 2 * latency + MAC_TURNAROUND_S + 0.001
+
+    async def _mac_unicast(self, neighbour: str, payload: bytes, *, frame_pending: bool = False,
+                           frame_type: int = MAC_DATA) -> bool:
+        """Send one MAC frame to a neighbour with acknowledgement and retries; True when acked."""
+        dst = self.addresses.by_name.get(neighbour)
+        if dst is None:
+            return False
+        self._wake()
+        try:
+            for attempt in range(MAC_MAX_FRAME_RETRIES + 1):
+                if not self._running:
+                    return False
+                seq = self._next_mac_seq()
+                frame = MacFrame(
+                    frame_type=frame_type, seq=seq, dst_pan=self.me.pan_id, dst=dst, src=self.me.nwk,
+                    ack_request=True, frame_pending=frame_pending, payload=payload,
+                ).encode()
+                acked: asyncio.Future[bool] = self.loop.create_future()
+                self._pending_mac_acks[seq] = (acked, neighbour)
+                self.counters.mac_tx += 1
+                if attempt:
+                    self.counters.mac_retries += 1
+                self.medium.transmit(self.me.name, frame, neighbour, self._link_kind(neighbour))
+                handle = self.loop.call_later(self._ack_wait(neighbour, frame), _resolve, acked, False)
+                try:
+                    ok = await acked
+                finally:
+                    handle.cancel()
+                    self._pending_mac_acks.pop(seq, None)
+                if ok:
+                    return True
+            self.counters.mac_failures += 1
+            return False
+        finally:
+            self._doze()
+
+    def _mac_broadcast(self, payload: bytes) -> None:
+        frame = MacFrame(
+            frame_type=MAC_DATA, seq=self._next_mac_seq(), dst_pan=self.me.pan_id, dst=BROADCAST_SHORT,
+            src=self.me.nwk, payload=payload,
+        ).encode()
+        kinds = {link.kind for link in self.medium.neighbours(self.me.name).values()}
+        for kind in sorted(kinds):
+            self.medium.transmit(self.me.name, frame, None, kind)
+
+    async def _mac_send(self, neighbour: str, nwk_bytes: bytes) -> bool:
+        """Hand a NWK frame to a neighbour: directly, or held for a sleepy child until it polls."""
+        if neighbour in self.addresses.sleepy and self.me.is_router:
+            return await self._queue_indirect(neighbour, nwk_bytes)
+        return await self._mac_unicast(neighbour, nwk_bytes)
+
+    async def _queue_indirect(self, child: str, nwk_bytes: bytes) -> bool:
+        entry = _Indirect(nwk_bytes, self.loop.create_future())
+        queue = self._indirect.setdefault(child, deque())
+        queue.append(entry)
+
+        def expire() -> None:
+            if entry in queue:
+                queue.remove(entry)
+                self.counters.indirect_expired += 1
+                self.log(f"indirect frame for {child} expired after {INDIRECT_PERSISTENCE_S}s")
+                _resolve(entry.done, False)
+
+        entry.expiry = self.loop.call_later(INDIRECT_PERSISTENCE_S, expire)
+        try:
+            return await entry.done
+        finally:
+            entry.expiry.cancel()
+
+    def _receive(self, raw: bytes, sender: str, kind: str) -> None:
+        if not self._running:
+            return
+        try:
+            frame = MacFrame.decode(raw)
+        except FrameError as exc:
+            self.counters.malformed += 1
+            self.log(f"dropped malformed MAC frame from {sender}: {exc}")
+            return
+        if frame.frame_type == MAC_ACK:
+            pending = self._pending_mac_acks.get(frame.seq)
+            if pending is not None and pending[1] == sender:
+                _resolve(pending[0], True)
+                if self.me.is_sleepy and frame.frame_pending:
+                    self._wake()
+                    self._later(POLL_RX_WINDOW_S, self._doze)
+            return
+        if frame.dst_pan not in (self.me.pan_id, BROADCAST_SHORT):
+            return
+        if frame.dst not in (self.me.nwk, BROADCAST_SHORT):
+            return
+        self.counters.mac_rx += 1
+        if frame.ack_request and frame.dst == self.me.nwk:
+            self._later(MAC_TURNAROUND_S, self._send_ack, frame.seq, sender, kind,
+                        frame.frame_type == MAC_COMMAND and self._has_indirect(sender))
+            if self._last_mac_seq.get(sender) == frame.seq:
+                self.counters.mac_duplicates += 1
+                return
+            self._last_mac_seq[sender] = frame.seq
+        if frame.frame_type == MAC_COMMAND:
+            if frame.payload[:1] == bytes([MAC_CMD_DATA_REQUEST]):
+                self._later(MAC_TURNAROUND_S * 2, self._serve_poll, sender)
+            return
+        if frame.frame_type == MAC_DATA:
+            if self.me.is_sleepy and frame.frame_pending:
+                self._later(0.001, self._poll_once)
+            self._nwk_in(frame.payload, sender)
+
+    def _send_ack(self, seq: int, to: str, kind: str, pending: bool) -> None:
+        if self._running:
+            self.medium.transmit(self.me.name, mac_ack(seq, pending), to, kind)
+
+    def _has_indirect(self, child: str) -> bool:
+        return bool(self._indirect.get(child))
+
+    def _serve_poll(self, child: str) -> None:
+        queue = self._indirect.get(child)
+        if not queue:
+            return
+        entry = queue.popleft()
+        more = bool(queue)
+
+        async def deliver() -> None:
+            ok = await self._mac_unicast(child, entry.nwk_bytes, frame_pending=more)
+            _resolve(entry.done, ok)
+
+        self._spawn(deliver())
+
+    # ---------------------------------------------------------------------------------- polling
+    def _schedule_poll(self, delay: float) -> None:
+        self._later(delay, self._poll_tick)
+
+    def _poll_tick(self) -> None:
+        self._poll_once()
+        interval = self._poll_interval() if self._poll_interval else 7.5
+        self._schedule_poll(interval)
+
+    def _poll_once(self) -> None:
+        parent = self.me.parent
+        if parent is None or not self._running:
+            return
+        self.counters.polls += 1
+        self._spawn(self._mac_unicast(parent, bytes([MAC_CMD_DATA_REQUEST]), frame_type=MAC_COMMAND))
+
+    # ------------------------------------------------------------------------------------ NWK
+    def _next_nwk_seq(self) -> int:
+        self._nwk_seq = (self._nwk_seq + 1) & 0xFF
+        return self._nwk_seq
+
+    def _nwk_out(self, frame: NwkFrame) -> bytes:
+        # NWK security (a later issue) encrypts here: header_bytes() is the CCM* associated data.
+        return frame.encode()
+
+    def _nwk_in(self, raw: bytes, sender: str) -> None:
+        try:
+            frame = NwkFrame.decode(raw)
+        except FrameError as exc:
+            self.counters.malformed += 1
+            self.log(f"dropped malformed NWK frame from {sender}: {exc}")
+            return
+        if frame.frame_type != NWK_DATA:
+            return
+        if frame.dst >= NWK_BROADCAST_ROUTERS:
+            self._nwk_broadcast_in(frame)
+        elif frame.dst == self.me.nwk:
+            self._aps_in(frame.payload, frame.src, frame.dst, broadcast=False)
+        elif self.me.is_router:
+            self._relay(frame)
+
+    def _nwk_broadcast_in(self, frame: NwkFrame) -> None:
+        key = (frame.src, frame.seq)
+        if key in self._broadcasts_seen or frame.src == self.me.nwk:
+            return
+        self._broadcasts_seen.append(key)
+        for_me = (
+            frame.dst == NWK_BROADCAST_ALL
+            or (frame.dst == NWK_BROADCAST_RX_ON and not self.me.is_sleepy)
+            or (frame.dst == NWK_BROADCAST_ROUTERS and self.me.is_router)
+        )
+        if self.me.is_router and frame.radius > 1:
+            frame.radius -= 1
+            self._later(self.rng.uniform(0, BROADCAST_JITTER_S), self._mac_broadcast, self._nwk_out(frame))
+        if for_me:
+            self._aps_in(frame.payload, frame.src, frame.dst, broadcast=True)
+
+    def _relay(self, frame: NwkFrame) -> None:
+        next_hop = self.routes.get(frame.dst)
+        if next_hop is None or frame.radius <= 1:
+            self.counters.nwk_no_route += 1
+            self.log(f"no route to 0x{frame.dst:04X} (radius {frame.radius}); frame dropped")
+            return
+        frame.radius -= 1
+        self.counters.nwk_relayed += 1
+        self._spawn(self._mac_send(next_hop, self._nwk_out(frame)))
+
+    async def nwk_send(self, dst: int, aps_bytes: bytes, *, radius: int = NWK_DEFAULT_RADIUS) -> bool:
+        """Send an APS frame to a network address; True when the first hop took it."""
+        frame = NwkFrame(frame_type=NWK_DATA, dst=dst, src=self.me.nwk, radius=radius,
+                         seq=self._next_nwk_seq(), payload=aps_bytes)
+        if dst >= NWK_BROADCAST_ROUTERS:
+            self._broadcasts_seen.append((self.me.nwk, frame.seq))
+            if self.me.is_router:
+                self._mac_broadcast(self._nwk_out(frame))
+            elif self.me.parent is not None:
+                return await self._mac_unicast(self.me.parent, self._nwk_out(frame))
+            return True
+        if dst == self.me.nwk:
+            self._aps_in(aps_bytes, self.me.nwk, dst, broadcast=False)
+            return True
+        next_hop = self.me.parent if not self.me.is_router else self.routes.get(dst)
+        if next_hop is None:
+            self.counters.nwk_no_route += 1
+            self.log(f"no route to 0x{dst:04X}")
+            return False
+        return await self._mac_send(next_hop, self._nwk_out(frame))
+
+    # ------------------------------------------------------------------------------------ APS
+    def _next_aps_counter(self) -> int:
+        self._aps_counter = (self._aps_counter + 1) & 0xFF
+        return self._aps_counter
+
+    async def aps_send(
+        self,
+        *,
+        dst: int,
+        dst_endpoint: int,
+        src_endpoint: int,
+        profile: int,
+        cluster: int,
+        payload: bytes,
+        ack: bool = True,
+        extended_timeout: bool = False,
+    ) -> bool:
+        """Send application data (APSDE-DATA.request); with ``ack`` wait for the end-to-end APS ack."""
+        broadcast = dst >= NWK_BROADCAST_ROUTERS
+        counter = self._next_aps_counter()
+        frame = ApsFrame(
+            frame_type=APS_DATA, delivery=APS_BROADCAST if broadcast else APS_UNICAST,
+            ack_request=ack and not broadcast, dst_endpoint=dst_endpoint, cluster=cluster, profile=profile,
+            src_endpoint=src_endpoint, counter=counter, payload=payload,
+        ).encode()
+        if broadcast or not ack:
+            return await self.nwk_send(dst, frame)
+        wait = APS_ACK_WAIT_EXTENDED_S if extended_timeout else APS_ACK_WAIT_S
+        key = (dst, counter)
+        for attempt in range(APS_MAX_FRAME_RETRIES + 1):
+            if not self._running:
+                return False
+            if attempt:
+                self.counters.aps_retries += 1
+            acked: asyncio.Future[None] = self.loop.create_future()
+            self._aps_waiting[key] = acked
+            try:
+                await self.nwk_send(dst, frame)
+                await asyncio.wait_for(asyncio.shield(acked), wait)
+                return True
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                if not self._running:
+                    return False
+                continue
+            finally:
+                self._aps_waiting.pop(key, None)
+        self.counters.aps_failures += 1
+        return False
+
+    def _aps_in(self, raw: bytes, src: int, dst: int, *, broadcast: bool) -> None:
+        try:
+            frame = ApsFrame.decode(raw)
+        except FrameError as exc:
+            self.counters.malformed += 1
+            self.log(f"dropped malformed APS frame from 0x{src:04X}: {exc}")
+            return
+        if frame.frame_type == APS_ACK:
+            waiter = self._aps_waiting.get((src, frame.counter))
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            return
+        if frame.frame_type != APS_DATA:
+            return
+        if frame.ack_request and not broadcast:
+            ack = ApsFrame(
+                frame_type=APS_ACK, dst_endpoint=frame.src_endpoint, cluster=frame.cluster,
+                profile=frame.profile, src_endpoint=frame.dst_endpoint, counter=frame.counter,
+            ).encode()
+            self._spawn(self.nwk_send(src, ack))
+        key = (src, frame.counter)
+        if not broadcast:
+            if key in self._aps_seen:
+                self.counters.aps_duplicates += 1
+                return
+            self._aps_seen.append(key)
+        self.on_data(ApsIndication(
+            src_nwk=src, dst_nwk=dst, src_endpoint=frame.src_endpoint or 0,
+            dst_endpoint=frame.dst_endpoint if frame.dst_endpoint is not None else 0xFF,
+            profile=frame.profile or 0, cluster=frame.cluster or 0, payload=frame.payload,
+            broadcast=broadcast,
+        ))
+
+
+def _resolve(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)

@@ -1,0 +1,161 @@
+"""One emulated premises: the medium, its devices, their routes, their power, and a coordinator radio.
+
+The coordinator (the CH) is either an emulated device or, when the harness plays the CH itself, a bare
+coordinator radio (``CoordinatorRadio``): the ZigBee stack a coordinator chip runs (as an EZSP or ZNP
+network co-processor does), whose application side is the harness's zigpy controller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from testbeds.emulator.device import DeviceConfig, DeviceLog, EmulatedDevice
+from testbeds.emulator.medium import Medium, Sniffer
+from testbeds.emulator.node import COORDINATOR, ROUTER, AddressBook, ApsIndication, Node, NodeIdentity
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """A link between two devices: ``radio`` (802.15.4 neighbours) or ``p2p`` (Alt HAN bridge pair)."""
+
+    a: str
+    b: str
+    kind: str = "radio"
+    latency: float = 0.002
+    loss: float = 0.0
+
+
+def compute_routes(devices: Iterable[DeviceConfig], links: Iterable[LinkConfig]) -> dict[str, dict[int, str]]:
+    """Next hop from every router to every device, over the shortest router path (the converged mesh).
+
+    Only coordinators and routers relay; ties are broken by device name so the routes, and so the
+    whole run, are the same for the same testbed.
+    """
+    devices = list(devices)
+    by_name = {d.name: d for d in devices}
+    graph: dict[str, list[str]] = {d.name: [] for d in devices}
+    for link in links:
+        graph[link.a].append(link.b)
+        graph[link.b].append(link.a)
+    for neighbours in graph.values():
+        neighbours.sort()
+    routes: dict[str, dict[int, str]] = {}
+    for source in devices:
+        if source.role not in (COORDINATOR, ROUTER):
+            continue
+        first_hop: dict[str, str] = {}
+        queue: deque[str] = deque()
+        for neighbour in graph[source.name]:
+            first_hop[neighbour] = neighbour
+            queue.append(neighbour)
+        while queue:
+            here = queue.popleft()
+            if by_name[here].role not in (COORDINATOR, ROUTER):
+                continue  # end devices do not relay
+            for neighbour in graph[here]:
+                if neighbour != source.name and neighbour not in first_hop:
+                    first_hop[neighbour] = first_hop[here]
+                    queue.append(neighbour)
+        routes[source.name] = {by_name[dst].nwk: hop for dst, hop in first_hop.items()}
+    return routes
+
+
+class CoordinatorRadio:
+    """The coordinator's radio and stack, driven by an application outside the emulator (zigpy)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def send(self, *, dst: int, dst_endpoint: int, src_endpoint: int, profile: int, cluster: int,
+                   payload: bytes, ack: bool, extended_timeout: bool = False) -> bool:
+        """Send application data from the coordinator; True when delivered (APS-acked if asked)."""
+        return await self.node.aps_send(
+            dst=dst, dst_endpoint=dst_endpoint, src_endpoint=src_endpoint, profile=profile, cluster=cluster,
+            payload=payload, ack=ack, extended_timeout=extended_timeout,
+        )
+
+    def stop(self) -> None:
+        """Switch the coordinator radio off."""
+        self.node.stop()
+
+
+class Premises:
+    """The emulated devices of one premises on one simulated medium."""
+
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        devices: list[DeviceConfig],
+        links: list[LinkConfig],
+        seed: int,
+    ) -> None:
+        self.loop = loop
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.medium = Medium(loop=loop, rng=random.Random(f"{seed}/medium"))
+        for link in links:
+            self.medium.connect(link.a, link.b, kind=link.kind, latency=link.latency, loss=link.loss)
+        self.configs = {d.name: d for d in devices}
+        self.addresses = AddressBook()
+        for d in devices:
+            self.addresses.add(d.name, d.nwk, sleepy=d.role == "sleepy_end_device")
+        self.routes = compute_routes(devices, links)
+        self.log = DeviceLog()
+        self.devices: dict[str, EmulatedDevice] = {}
+        self.coordinator: CoordinatorRadio | None = None
+
+    def _routes_for(self, config: DeviceConfig) -> dict[int, str]:
+        return self.routes.get(config.name, {})
+
+    def add_sniffer(self, sniffer: Sniffer) -> None:
+        """Show every frame on air (radio and P2P) to ``sniffer``."""
+        self.medium.add_sniffer(sniffer)
+
+    def add_log_listener(self, listener: Callable[[float, str, str], None]) -> None:
+        """Receive every device log line as (testbed time, device name, text)."""
+        self.log.listeners.append(listener)
+
+    def emulate(self, name: str) -> EmulatedDevice:
+        """Create the emulated device ``name`` (powered off until :meth:`power_on`)."""
+        config = self.configs[name]
+        device = EmulatedDevice(
+            config, loop=self.loop, medium=self.medium, addresses=self.addresses,
+            routes=self._routes_for(config), rng=random.Random(f"{self.seed}/{name}"), log=self.log,
+        )
+        self.devices[name] = device
+        return device
+
+    def attach_coordinator(self, name: str, on_data: Callable[[ApsIndication], None],
+                           log: Callable[[str], None]) -> CoordinatorRadio:
+        """Switch on the coordinator radio for device ``name``; its received data goes to ``on_data``."""
+        config = self.configs[name]
+        node = Node(
+            loop=self.loop, medium=self.medium,
+            identity=NodeIdentity(name=name, nwk=config.nwk, ieee=config.ieee, pan_id=config.pan_id,
+                                  role=COORDINATOR),
+            addresses=self.addresses, routes=self._routes_for(config),
+            rng=random.Random(f"{self.seed}/{name}/radio"), on_data=on_data, log=log,
+        )
+        node.start()
+        self.coordinator = CoordinatorRadio(node)
+        return self.coordinator
+
+    def power_on(self, name: str) -> None:
+        """Apply power to an emulated device."""
+        self.devices[name].power_on()
+
+    def power_off(self, name: str) -> None:
+        """Cut power to an emulated device."""
+        self.devices[name].power_off()
+
+    def shutdown(self) -> None:
+        """Power everything off and switch the coordinator radio off."""
+        for device in self.devices.values():
+            device.power_off()
+        if self.coordinator is not None:
+            self.coordinator.stop()

@@ -1,0 +1,222 @@
+"""Simulated flash of an emulated device: download area, activation and work counters."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from testbeds.emulator.flash import DownloadMeta, Flash, FlashError
+
+MFR, ITYPE = 0x1234, 0x5678
+
+
+def ota_file(
+    *, version: int = 0x01000100, stack: int = 0x0003, body: bytes = b"firmware" * 20, total: int | None = None
+) -> bytes:
+    """A minimal OTA file (ZCL §11.4.2): 56-byte header, no optional fields, then the body."""
+    header_length = 56
+    size = header_length + len(body) if total is None else total
+    header = struct.pack(
+        "<IHHHHHIH32sI", 0x0BEEF11E, 0x0100, header_length, 0, MFR, ITYPE, version, stack,
+        b"test image".ljust(32, b"\0"), size,
+    )
+    return header + body
+
+
+def fresh(slot_size: int = 4096) -> Flash:
+    return Flash(factory_version=0x01000000, factory_stack_version=0x0002, slot_size=slot_size)
+
+
+def begin(flash: Flash, image: bytes, version: int = 0x01000100) -> None:
+    flash.begin_download(manufacturer_code=MFR, image_type=ITYPE, file_version=version, image_size=len(image))
+
+
+def test_factory_state() -> None:
+    flash = fresh()
+    assert flash.running.file_version == 0x01000000
+    assert flash.running.stack_version == 0x0002
+    assert flash.running.image == b""
+    assert flash.download_meta is None
+    assert flash.download_offset == 0
+    assert flash.pending_activation is False
+    assert (flash.erase_count, flash.bytes_written) == (0, 0)
+
+
+def test_sequential_writes_build_the_image_and_count_work() -> None:
+    flash = fresh()
+    image = ota_file()
+    begin(flash, image)
+    assert flash.download_meta == DownloadMeta(MFR, ITYPE, 0x01000100, len(image))
+    assert flash.erase_count == 1
+    for offset in range(0, len(image), 50):
+        flash.write_block(offset, image[offset : offset + 50])
+    assert flash.download_offset == len(image)
+    assert flash.downloaded_image() == image
+    assert flash.bytes_written == len(image)
+
+
+def test_rewrite_is_allowed_and_never_moves_the_offset_back() -> None:
+    flash = fresh()
+    image = ota_file()
+    begin(flash, image)
+    flash.write_block(0, image[:100])
+    flash.write_block(40, image[40:60])
+    assert flash.download_offset == 100
+    flash.write_block(90, image[90:130])  # overlaps the end: extends
+    assert flash.download_offset == 130
+    assert flash.downloaded_image() == image[:130]
+
+
+def test_gap_is_refused() -> None:
+    flash = fresh()
+    image = ota_file()
+    begin(flash, image)
+    flash.write_block(0, image[:10])
+    with pytest.raises(FlashError, match="gap"):
+        flash.write_block(11, image[11:20])
+    assert flash.download_offset == 10
+
+
+def test_write_past_image_size_is_refused() -> None:
+    flash = fresh()
+    image = ota_file()
+    begin(flash, image)
+    flash.write_block(0, image)
+    with pytest.raises(FlashError, match="image size"):
+        flash.write_block(len(image) - 1, b"\x00\x00")
+
+
+def test_image_larger_than_slot_is_refused_and_writes_past_the_slot_too() -> None:
+    flash = fresh(slot_size=100)
+    with pytest.raises(FlashError, match="slot"):
+        flash.begin_download(manufacturer_code=MFR, image_type=ITYPE, file_version=1, image_size=101)
+    flash.begin_download(manufacturer_code=MFR, image_type=ITYPE, file_version=1, image_size=100)
+    flash.write_block(0, bytes(90))
+    with pytest.raises(FlashError, match="slot size"):
+        flash.write_block(90, bytes(20))
+
+
+def test_write_without_begin_is_refused() -> None:
+    with pytest.raises(FlashError):
+        fresh().write_block(0, b"x")
+
+
+def test_begin_again_erases_the_partial_download() -> None:
+    flash = fresh()
+    image = ota_file()
+    begin(flash, image)
+    flash.write_block(0, image[:64])
+    begin(flash, image, version=0x01000200)
+    assert flash.download_offset == 0
+    assert flash.downloaded_image() == b""
+    assert flash.download_meta is not None and flash.download_meta.file_version == 0x01000200
+    assert flash.erase_count == 2
+
+
+def test_pending_activation_needs_the_whole_image() -> None:
+    flash = fresh()
+    image = ota_file()
+    begin(flash, image)
+    flash.write_block(0, image[:-1])
+    with pytest.raises(FlashError):
+        flash.mark_pending_activation()
+    flash.write_block(len(image) - 1, image[-1:])
+    flash.mark_pending_activation()
+    assert flash.pending_activation
+    with pytest.raises(FlashError):  # a complete, verified image is not written to any more
+        flash.write_block(0, image[:1])
+
+
+def test_activate_installs_the_image_with_the_version_from_its_header() -> None:
+    flash = fresh()
+    image = ota_file(version=0x01000700, stack=0x0005)
+    begin(flash, image, version=0x01000700)
+    flash.write_block(0, image)
+    flash.mark_pending_activation()
+    erases = flash.erase_count
+    flash.activate()
+    assert flash.running.file_version == 0x01000700
+    assert flash.running.stack_version == 0x0005
+    assert flash.running.image == image
+    assert flash.download_meta is None
+    assert flash.download_offset == 0
+    assert not flash.pending_activation
+    assert flash.erase_count == erases + 2  # running slot erased and download area erased
+
+
+def test_activate_without_a_pending_image_is_refused() -> None:
+    flash = fresh()
+    with pytest.raises(FlashError):
+        flash.activate()
+    image = ota_file()
+    begin(flash, image)
+    flash.write_block(0, image)
+    with pytest.raises(FlashError):  # complete but not verified
+        flash.activate()
+    assert flash.running.file_version == 0x01000000
+
+
+def test_activate_refuses_an_image_without_a_header_and_keeps_the_old_firmware() -> None:
+    flash = fresh()
+    junk = bytes(100)
+    flash.begin_download(manufacturer_code=MFR, image_type=ITYPE, file_version=2, image_size=len(junk))
+    flash.write_block(0, junk)
+    flash.mark_pending_activation()
+    with pytest.raises(FlashError, match="OTA header"):
+        flash.activate()
+    assert flash.running.file_version == 0x01000000
+    assert flash.running.image == b""
+
+
+def test_discard_download() -> None:
+    flash = fresh()
+    image = ota_file()
+    begin(flash, image)
+    flash.write_block(0, image)
+    flash.mark_pending_activation()
+    flash.discard_download()
+    assert flash.download_meta is None
+    assert flash.download_offset == 0
+    assert not flash.pending_activation
+    assert flash.downloaded_image() == b""
+    assert flash.running.file_version == 0x01000000
+
+
+def test_state_survives_a_device_rebuild() -> None:
+    """The flash object is what a rebuilt device is handed: nothing in it depends on the device."""
+    flash = fresh()
+    image = ota_file()
+    begin(flash, image)
+    flash.write_block(0, image[:77])
+    held_by_new_device = flash
+    assert held_by_new_device.download_offset == 77
+    assert held_by_new_device.downloaded_image() == image[:77]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=st.binary(min_size=0, max_size=600),
+    chunks=st.lists(st.integers(min_value=1, max_value=80), min_size=1, max_size=40),
+    rewinds=st.lists(st.integers(min_value=0, max_value=50), min_size=1, max_size=40),
+)
+def test_any_chunking_with_rewrites_reproduces_the_image(
+    body: bytes, chunks: list[int], rewinds: list[int]
+) -> None:
+    flash = fresh(slot_size=1024)
+    image = ota_file(body=body)
+    begin(flash, image)
+    i = 0
+    while flash.download_offset < len(image):
+        size = chunks[i % len(chunks)]
+        # sometimes go back a little (a re-sent block), never past the start
+        offset = max(0, flash.download_offset - rewinds[i % len(rewinds)] % 3 * 10)
+        flash.write_block(offset, image[offset : offset + size])
+        i += 1
+    assert flash.downloaded_image() == image
+    flash.mark_pending_activation()
+    flash.activate()
+    assert flash.running.image == image
+    assert flash.running.file_version == 0x01000100
