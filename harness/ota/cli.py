@@ -164,25 +164,40 @@ def _report_written(path: Path, data: bytes, what: str) -> None:
 @app.command(cls=_Command)
 def build(
     output: Annotated[
-        Path, typer.Argument(help="Where to write the OTA file (written atomically).", show_default=False)
+        Path,
+        typer.Argument(
+            metavar="OUTPUT", help="Where to write the OTA file (written atomically).", show_default=False
+        ),
     ],
     manufacturer_code: Annotated[
         str,
         typer.Option(
-            "--manufacturer-code", help="Manufacturer code, hex (0x1234) or decimal.", show_default=False
+            "--manufacturer-code",
+            metavar="INT",
+            help="Manufacturer code, hex (0x1234) or decimal.",
+            show_default=False,
         ),
     ],
     image_type: Annotated[
-        str, typer.Option("--image-type", help="Image type, hex (0x0001) or decimal.", show_default=False)
+        str,
+        typer.Option(
+            "--image-type", metavar="INT", help="Image type, hex (0x0001) or decimal.", show_default=False
+        ),
     ],
     file_version: Annotated[
         str,
-        typer.Option("--file-version", help="File version, hex (0x01020000) or decimal.", show_default=False),
+        typer.Option(
+            "--file-version",
+            metavar="INT",
+            help="File version, hex (0x01020000) or decimal.",
+            show_default=False,
+        ),
     ],
     size: Annotated[
         str | None,
         typer.Option(
             "--size",
+            metavar="BYTES",
             help="Total file size in bytes; a pseudo-random payload (see --seed) fills it exactly.",
             show_default=False,
         ),
@@ -191,43 +206,59 @@ def build(
         Path | None,
         typer.Option(
             "--payload",
+            metavar="FILE",
             help=f"File whose bytes are the firmware payload. Without --size or --payload, "
             f"a {DEFAULT_PAYLOAD_SIZE}-byte pseudo-random payload is used.",
             show_default=False,
         ),
     ] = None,
-    stack_version: Annotated[str, typer.Option("--stack-version", help="ZigBee stack version field.")] = "2",
+    stack_version: Annotated[
+        str, typer.Option("--stack-version", metavar="INT", help="ZigBee stack version field.")
+    ] = "2",
     header_string: Annotated[
-        str, typer.Option("--header-string", help="Header string, up to 32 bytes of UTF-8.")
+        str, typer.Option("--header-string", metavar="TEXT", help="Header string, up to 32 bytes of UTF-8.")
     ] = "",
     form: Annotated[
         str,
-        typer.Option("--form", help="zigbee: payload in an upgrade-image sub-element; gbcs: opaque body."),
+        typer.Option(
+            "--form",
+            metavar="zigbee|gbcs",
+            help="zigbee: payload in an upgrade-image sub-element; gbcs: opaque body.",
+        ),
     ] = "zigbee",
     min_hw: Annotated[
         str | None,
-        typer.Option("--min-hw", help="Minimum hardware version (needs --max-hw).", show_default=False),
+        typer.Option(
+            "--min-hw", metavar="INT", help="Minimum hardware version (needs --max-hw).", show_default=False
+        ),
     ] = None,
     max_hw: Annotated[
         str | None,
-        typer.Option("--max-hw", help="Maximum hardware version (needs --min-hw).", show_default=False),
+        typer.Option(
+            "--max-hw", metavar="INT", help="Maximum hardware version (needs --min-hw).", show_default=False
+        ),
     ] = None,
     security_credential_version: Annotated[
         str | None,
         typer.Option(
-            "--security-credential-version", help="Security credential version field.", show_default=False
+            "--security-credential-version",
+            metavar="INT",
+            help="Security credential version field.",
+            show_default=False,
         ),
     ] = None,
     destination: Annotated[
         str | None,
         typer.Option(
             "--destination",
+            metavar="IEEE",
             help="IEEE address of the one device this file is for, e.g. 00:0d:6f:00:0a:bc:de:f1.",
             show_default=False,
         ),
     ] = None,
     seed: Annotated[
-        str, typer.Option("--seed", help="Seed of the generated payload: same seed, same bytes.")
+        str,
+        typer.Option("--seed", metavar="INT", help="Seed of the generated payload: same seed, same bytes."),
     ] = "0",
 ) -> None:
     """Build an OTA file and print its path, size and SHA-256."""
@@ -333,14 +364,17 @@ def _print_summary(description: dict[str, Any]) -> None:
 
 @app.command(cls=_Command)
 def inspect(
-    file: Annotated[Path, typer.Argument(help="The OTA file to read.", show_default=False)],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="The OTA file to read.", show_default=False)],
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the header, sub-elements and warnings as JSON.")
     ] = False,
     form: Annotated[
         str | None,
         typer.Option(
-            "--form", help="Read as zigbee or gbcs instead of detecting the form.", show_default=False
+            "--form",
+            metavar="zigbee|gbcs",
+            help="Read as zigbee or gbcs instead of detecting the form.",
+            show_default=False,
         ),
     ] = None,
 ) -> None:
@@ -356,28 +390,44 @@ def inspect(
 
 @app.command(cls=_Command)
 def verify(
-    file: Annotated[Path, typer.Argument(help="The OTA file to check.", show_default=False)],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="The OTA file to check.", show_default=False)],
     manufacturer_code: Annotated[
         str | None,
         typer.Option(
-            "--manufacturer-code", help="Expected manufacturer code (hex or decimal).", show_default=False
+            "--manufacturer-code",
+            metavar="INT",
+            help="Expected manufacturer code (hex or decimal).",
+            show_default=False,
         ),
     ] = None,
     image_type: Annotated[
         str | None,
-        typer.Option("--image-type", help="Expected image type (hex or decimal).", show_default=False),
+        typer.Option(
+            "--image-type", metavar="INT", help="Expected image type (hex or decimal).", show_default=False
+        ),
     ] = None,
     file_version: Annotated[
         str | None,
-        typer.Option("--file-version", help="Expected file version (hex or decimal).", show_default=False),
+        typer.Option(
+            "--file-version",
+            metavar="INT",
+            help="Expected file version (hex or decimal).",
+            show_default=False,
+        ),
     ] = None,
     form: Annotated[
-        str | None, typer.Option("--form", help="Expected form: zigbee or gbcs.", show_default=False)
+        str | None,
+        typer.Option(
+            "--form", metavar="zigbee|gbcs", help="Expected form: zigbee or gbcs.", show_default=False
+        ),
     ] = None,
     sha256: Annotated[
         str | None,
         typer.Option(
-            "--sha256", help="Expected SHA-256 of the whole file (64 hex digits).", show_default=False
+            "--sha256",
+            metavar="HEX",
+            help="Expected SHA-256 of the whole file (64 hex digits).",
+            show_default=False,
         ),
     ] = None,
 ) -> None:
@@ -434,13 +484,19 @@ def _parse_assignment(text: str) -> tuple[str, int]:
 @app.command(cls=_Command)
 def mutate(
     source: Annotated[
-        Path, typer.Argument(help="The OTA file to start from (need not be valid).", show_default=False)
+        Path,
+        typer.Argument(
+            metavar="SOURCE", help="The OTA file to start from (need not be valid).", show_default=False
+        ),
     ],
-    output: Annotated[Path, typer.Argument(help="Where to write the damaged file.", show_default=False)],
+    output: Annotated[
+        Path, typer.Argument(metavar="OUTPUT", help="Where to write the damaged file.", show_default=False)
+    ],
     set_field: Annotated[
         list[str] | None,
         typer.Option(
             "--set",
+            metavar="FIELD=VALUE",
             help="Overwrite a header field, e.g. --set manufacturer_code=0x1235; repeatable.",
             show_default=False,
         ),
@@ -449,20 +505,27 @@ def mutate(
         list[str] | None,
         typer.Option(
             "--flip-bit",
+            metavar="BIT",
             help="Invert the bit at this bit offset (byte * 8 + bit); repeatable.",
             show_default=False,
         ),
     ] = None,
     truncate: Annotated[
-        str | None, typer.Option("--truncate", help="Keep only this many leading bytes.", show_default=False)
+        str | None,
+        typer.Option(
+            "--truncate", metavar="BYTES", help="Keep only this many leading bytes.", show_default=False
+        ),
     ] = None,
     append: Annotated[
         str | None,
         typer.Option(
-            "--append", help="Add this many pseudo-random bytes at the end (see --seed).", show_default=False
+            "--append",
+            metavar="BYTES",
+            help="Add this many pseudo-random bytes at the end (see --seed).",
+            show_default=False,
         ),
     ] = None,
-    seed: Annotated[str, typer.Option("--seed", help="Seed of the appended bytes.")] = "0",
+    seed: Annotated[str, typer.Option("--seed", metavar="INT", help="Seed of the appended bytes.")] = "0",
 ) -> None:
     """Write a damaged copy of an OTA file: applies --set, then --flip-bit, then --truncate, then --append."""
     with _bad_input():

@@ -444,6 +444,7 @@ class TestbedSpec(_Spec):
         _check_identities(self)
         _check_links(self)
         _check_bridges(self)
+        _check_p2p_links(self)
         _check_parents(self)
         _check_reachability(self)
         return self
@@ -598,6 +599,10 @@ def _check_links(spec: TestbedSpec) -> None:
                 [a, b],
             )
         seen[pair] = index
+
+
+def _check_p2p_links(spec: TestbedSpec) -> None:
+    for index, link in enumerate(spec.links):
         if link.medium == "p2p":
             for side, name in enumerate(link.between):
                 other = link.between[1 - side]
