@@ -226,7 +226,7 @@ class FrameSummary:
     ``layers`` is a one-line description such as
     ``MAC data 0x0000→0x0001 / NWK 0x0000→0x1234 r30 #7 / APS data 0x0019@1 #12 / ZCL OTA Image
     Block Response off=64 len=50``. ``error`` is None for a well-formed frame and otherwise says
-    what was wrong and at which byte offset.
+    which field did not fit and at which offset of its layer.
     """
 
     mac_type: str | None = None
@@ -307,8 +307,9 @@ def _status(code: int) -> str:
 
 
 def _need(buf: bytes, at: int, n: int, what: str) -> None:
+    # ``buf`` is the current layer's payload, so offsets count from the start of that layer.
     if at + n > len(buf):
-        raise _Malformed(f"{what}: needs {n} bytes at offset {at}, frame has {max(len(buf) - at, 0)}")
+        raise _Malformed(f"{what}: needs {n} bytes at layer offset {at}, only {max(len(buf) - at, 0)} left")
 
 
 def summarize(raw: bytes) -> FrameSummary:
@@ -320,6 +321,8 @@ def summarize(raw: bytes) -> FrameSummary:
     s = FrameSummary()
     parts: list[str] = []
     try:
+        if not isinstance(raw, bytes | bytearray | memoryview):
+            raise _Malformed(f"not a frame: expected bytes, got {type(raw).__name__}")
         _decode_mac(bytes(raw), s, parts)
     except _Malformed as e:
         s.error = str(e)

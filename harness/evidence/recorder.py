@@ -119,22 +119,20 @@ class Recorder:
         src = s.nwk_src or s.mac_src
         dst = s.nwk_dst or s.mac_dst
         self._seq += 1
-        self._timeline.append(
-            {
-                "seq": self._seq,
-                "virtual_time_s": now_v,
-                "wall_time_utc": iso_utc(self._wall_clock()),
-                "kind": "frame",
-                "source": names.get(src, src) if src else hop_src,
-                "destination": names.get(dst, dst) if dst else hop_dst,
-                "hop": f"{hop_src}→{hop_dst}",
-                "medium": medium,
-                "layers": s.layers,
-                "zcl_command": s.zcl_command,
-                "file_offset": s.file_offset,
-                "data_size": s.data_size,
-                "detail": s.error,
-            }
+        self._timeline.append_row(
+            self._seq,
+            now_v,
+            iso_utc(self._wall_clock()),
+            "frame",
+            names.get(src, src) if src else hop_src,
+            names.get(dst, dst) if dst else hop_dst,
+            f"{hop_src}→{hop_dst}",
+            medium,
+            s.layers,
+            s.zcl_command,
+            s.file_offset,
+            s.data_size,
+            s.error,
         )
         for listener in self._listeners:
             try:

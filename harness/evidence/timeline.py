@@ -10,11 +10,13 @@ never a crash.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from json.encoder import encode_basestring as _json_str
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
@@ -69,6 +71,19 @@ def _json_default(value: object) -> object:
     return str(value)
 
 
+def _str(value: str | None) -> str:
+    return "null" if value is None else _json_str(str(value))
+
+
+def _int(value: int | None) -> str:
+    return "null" if value is None else str(int(value))
+
+
+def _num(value: float) -> str:
+    v = float(value)
+    return repr(v) if math.isfinite(v) else "null"
+
+
 @dataclass
 class TimelineStats:
     """What :func:`finalize_timeline` did: rows written and lines it had to skip, with reasons."""
@@ -108,6 +123,37 @@ class TimelineWriter:
         if f is None:
             raise ValueError(f"timeline {self.path} is already finalized or closed")
         f.write(self._encode(row) + "\n")
+        f.flush()
+
+    def append_row(
+        self,
+        seq: int,
+        virtual_time_s: float,
+        wall_time_utc: str,
+        kind: str,
+        source: str,
+        destination: str,
+        hop: str | None,
+        medium: str,
+        layers: str,
+        zcl_command: str | None,
+        file_offset: int | None,
+        data_size: int | None,
+        detail: str | None,
+    ) -> None:
+        """Write one row given column by column; same result as :meth:`append`, about three times
+        cheaper, for callers that write one row per captured frame."""
+        f = self._file
+        if f is None:
+            raise ValueError(f"timeline {self.path} is already finalized or closed")
+        # Building the line by hand skips the generic encoder's dict walk (see perf-limits.md 2c).
+        f.write(
+            f'{{"seq":{int(seq)},"virtual_time_s":{_num(virtual_time_s)},'
+            f'"wall_time_utc":{_str(wall_time_utc)},"kind":{_str(kind)},'
+            f'"source":{_str(source)},"destination":{_str(destination)},"hop":{_str(hop)},'
+            f'"medium":{_str(medium)},"layers":{_str(layers)},"zcl_command":{_str(zcl_command)},'
+            f'"file_offset":{_int(file_offset)},"data_size":{_int(data_size)},"detail":{_str(detail)}}}\n'
+        )
         f.flush()
 
     def close(self) -> None:
@@ -190,6 +236,49 @@ def _table(columns: dict[str, list[Any]]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=timeline_schema())
 
 
+def _load_table(jsonl_path: Path, stats: TimelineStats) -> pa.Table:
+    """Parse the JSON lines into a table: Arrow's own reader when every line is clean (the usual
+    case, about ten times faster), else line by line with a warning per damaged line."""
+    import pyarrow as pa
+    import pyarrow.json as pa_json
+
+    try:
+        data = jsonl_path.read_bytes()
+    except FileNotFoundError:
+        stats.warnings.append(f"{jsonl_path.name}: no such file; the timeline is empty")
+        return timeline_schema().empty_table()
+    body = data[: data.rfind(b"\n") + 1]
+    tail = data[len(body) :]
+    torn_warning = None
+    if tail.strip():
+        try:
+            complete = isinstance(json.loads(tail), dict)
+        except ValueError as e:
+            complete = False
+            number = body.count(b"\n") + 1
+            torn_warning = (
+                f"{jsonl_path.name} line {number} (last line, torn by a kill, {len(tail)} bytes) skipped: {e}"
+            )
+        if complete:
+            return _table(_load_columns(jsonl_path, stats))
+    options = pa_json.ParseOptions(explicit_schema=timeline_schema(), unexpected_field_behavior="error")
+    try:
+        table = (
+            pa_json.read_json(pa.BufferReader(body), parse_options=options)
+            if body.strip()
+            else timeline_schema().empty_table()
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass  # a damaged line, an extra key or a wrong type: the careful path below says which
+    else:
+        stats.rows = table.num_rows
+        if torn_warning is not None:
+            stats.skipped_lines += 1
+            stats.warnings.append(torn_warning)
+        return table.select(list(_COLUMN_NAMES))
+    return _table(_load_columns(jsonl_path, stats))
+
+
 def finalize_timeline(
     jsonl_path: str | os.PathLike[str], parquet_path: str | os.PathLike[str]
 ) -> TimelineStats:
@@ -203,8 +292,7 @@ def finalize_timeline(
     import pyarrow.parquet as pq
 
     stats = TimelineStats()
-    columns = _load_columns(Path(jsonl_path), stats)
-    table = _table(columns)
+    table = _load_table(Path(jsonl_path), stats)
     target = Path(parquet_path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -225,7 +313,7 @@ def read_timeline(path: str | os.PathLike[str]) -> pd.DataFrame:
     """
     path = Path(path)
     if path.suffix == ".jsonl":
-        table = _table(_load_columns(path, TimelineStats()))
+        table = _load_table(path, TimelineStats())
     else:
         import pyarrow.parquet as pq
 

@@ -34,10 +34,14 @@ class _InitWatcher:
             if not future.done():
                 future.set_result(device)
 
-    def device_joined(self, device: zigpy.device.Device) -> None:
+    def device_announce(self, device: zigpy.device.Device) -> None:
+        """The device's ZDO saw a Device_annce (a boot, reboot or rejoin)."""
         for future in self.announces.pop(device.ieee, []):
             if not future.done():
                 future.set_result(None)
+
+    def device_joined(self, device: zigpy.device.Device) -> None:
+        """A device zigpy did not know joined (it announces too; device_announce covers it)."""
 
     def raw_device_initialized(self, device: zigpy.device.Device) -> None:
         """Interview done but no quirk applied; not used by the harness."""
@@ -56,6 +60,7 @@ class Hub:
         self.app = app
         self._watcher = _InitWatcher()
         self._rejoins: dict[t.EUI64, int] = {}
+        self._announce_listeners: set[t.EUI64] = set()
 
     async def start(self) -> None:
         """Bring the coordinator up and start the network; a radio failure is a bench error."""
@@ -82,14 +87,17 @@ class Hub:
     async def wait_until_joined(self, ieee: t.EUI64, timeout: float) -> zigpy.device.Device:
         """Wait until the device has joined and zigpy has interviewed it (endpoints known)."""
         device = self.app.devices.get(ieee)
-        if device is not None and device.is_initialized:
-            return device
-        future: asyncio.Future[zigpy.device.Device] = asyncio.get_running_loop().create_future()
-        self._watcher.waiters.setdefault(ieee, []).append(future)
-        try:
-            return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
-            raise DeviceFault(f"device {ieee} did not join and answer the interview within {timeout:g}s") from None
+        if device is None or not device.is_initialized:
+            future: asyncio.Future[zigpy.device.Device] = asyncio.get_running_loop().create_future()
+            self._watcher.waiters.setdefault(ieee, []).append(future)
+            try:
+                device = await asyncio.wait_for(future, timeout)
+            except asyncio.TimeoutError:
+                raise DeviceFault(f"device {ieee} did not join and answer the interview within {timeout:g}s") from None
+        if ieee not in self._announce_listeners:
+            self._announce_listeners.add(ieee)
+            device.zdo.add_listener(self._watcher)
+        return device
 
     def announce_waiter(self, ieee: t.EUI64) -> asyncio.Future[None]:
         """A future that completes at the device's next Device_annce (e.g. after it reboots)."""

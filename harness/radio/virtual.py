@@ -15,6 +15,7 @@ from typing import Any
 
 import zigpy.application
 import zigpy.config as zconf
+import zigpy.endpoint
 import zigpy.exceptions
 import zigpy.state
 import zigpy.types as t
@@ -65,8 +66,21 @@ class VirtualControllerApplication(zigpy.application.ControllerApplication):
             self._radio = None
 
     async def start_network(self) -> None:
-        """The emulated network runs as soon as the radio is on; nothing more to start."""
+        """Register the coordinator itself as a zigpy device (as radio libraries do) and its endpoints."""
         await self.register_endpoints()
+        coordinator = self.add_device(ieee=self._node.ieee, nwk=self._node.nwk)
+        coordinator.node_desc = zdo_t.NodeDescriptor(
+            logical_type=zdo_t.LogicalType.Coordinator, mac_capability_flags=0x8E, manufacturer_code=0x0000,
+            maximum_buffer_size=82, maximum_incoming_transfer_size=82, server_mask=0x0041,
+            maximum_outgoing_transfer_size=82, descriptor_capability_field=0,
+        )
+        endpoint = coordinator.add_endpoint(1)
+        endpoint.status = zigpy.endpoint.Status.ZDO_INIT
+        endpoint.profile_id = 0x0104
+        endpoint.device_type = 0x0005
+        endpoint.add_input_cluster(0x0000)
+        endpoint.add_output_cluster(0x0019)
+        self.device_initialized(coordinator)
 
     async def load_network_info(self, *, load_devices: bool = False) -> None:
         """Report the network the testbed file describes (formed by the testbed starter)."""

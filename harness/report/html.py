@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -54,6 +54,8 @@ _LINKS = (
     ("manifest.json", "size and SHA-256 of every file in this folder"),
 )
 _MAX_PLOT_POINTS = 20_000
+_MAX_EVENT_LINES = 50
+_MAX_EVENT_ROWS = 500
 _SECRET_OPTION = re.compile(r"(--?[\w-]*(?:key|secret|password|token)[\w-]*[= ])(\S+)", re.IGNORECASE)
 
 
@@ -111,8 +113,8 @@ def _throughput(t: TransferRecord) -> str:
     return f"{delivered / duration:,.1f}"
 
 
-def _block_responses(run_dir: Path) -> tuple[pd.DataFrame | None, str]:
-    """The Image Block Response rows of the timeline, and a note saying where they came from."""
+def _load_timeline(run_dir: Path) -> tuple[pd.DataFrame | None, str]:
+    """The run's timeline, and a note saying where it came from (or why there is none)."""
     from harness.evidence.timeline import read_timeline
 
     parquet = run_dir / "timeline.parquet"
@@ -122,19 +124,17 @@ def _block_responses(run_dir: Path) -> tuple[pd.DataFrame | None, str]:
     elif jsonl.is_file():
         source, note = (
             jsonl,
-            "timeline.parquet is missing (the run did not finish); plotted from timeline.jsonl. ",
+            "timeline.parquet is missing (the run did not finish); read from timeline.jsonl. ",
         )
     else:
-        return None, "No timeline in this run folder, so no plot."
+        return None, "No timeline in this run folder, so no plot. "
     try:
-        df = read_timeline(source)
+        return read_timeline(source), note
     except Exception as e:  # a damaged timeline must not stop the report; say so on the page
-        return None, f"The timeline could not be read ({type(e).__name__}: {e}), so no plot."
-    mask = (df["zcl_command"] == "Image Block Response").fillna(False) & df["file_offset"].notna()
-    return df.loc[mask.astype(bool)], note
+        return None, f"The timeline could not be read ({type(e).__name__}: {e}), so no plot. "
 
 
-def _plot_transfer(rows: pd.DataFrame, t: TransferRecord) -> str:
+def _plot_transfer(rows: pd.DataFrame, events: pd.DataFrame, t: TransferRecord) -> str:
     """An SVG plot of file offset over testbed time, as a data: URI."""
     import numpy as np
     from matplotlib.figure import Figure
@@ -150,7 +150,7 @@ def _plot_transfer(rows: pd.DataFrame, t: TransferRecord) -> str:
         keep[back] = True
         keep[back + 1] = True
         x, y = x[keep], y[keep]
-    fig = Figure(figsize=(8, 3.2), dpi=96, layout="constrained")
+    fig = Figure(figsize=(8, 3.4), dpi=96, layout="constrained")
     ax = fig.add_subplot()
     ax.plot(
         x, y, drawstyle="steps-post", linewidth=1.2, color=VERDICT_COLOURS["RUNNING"], label="file offset"
@@ -158,6 +158,14 @@ def _plot_transfer(rows: pd.DataFrame, t: TransferRecord) -> str:
     ax.axhline(
         t.image_size, linestyle="--", linewidth=1, color="#57606a", label=f"image size {t.image_size:,} B"
     )
+    for i, when in enumerate(events["virtual_time_s"].to_numpy(dtype=float)[:_MAX_EVENT_LINES]):
+        ax.axvline(
+            when,
+            linestyle=":",
+            linewidth=1,
+            color=VERDICT_COLOURS["FAIL"],
+            label="harness event" if i == 0 else None,
+        )
     ax.set_xlabel("testbed time (s)")
     ax.set_ylabel("file offset (bytes)")
     ax.set_ylim(bottom=0, top=max(t.image_size, float(y.max()) if len(y) else 0) * 1.05 or 1)
@@ -165,29 +173,40 @@ def _plot_transfer(rows: pd.DataFrame, t: TransferRecord) -> str:
         f"{t.device}: {format_version(t.from_version)} → {format_version(t.to_version)}", fontsize=10
     )
     ax.grid(True, linewidth=0.4, alpha=0.5)
-    ax.legend(loc="lower right", fontsize=8)
+    fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     buf = io.BytesIO()
     fig.savefig(buf, format="svg", metadata={"Date": None})
     return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _transfer_views(run_dir: Path, record: RunRecord) -> list[_TransferView]:
-    responses, source_note = (None, "")
-    if record.transfers:
-        responses, source_note = _block_responses(run_dir)
+def _transfer_views(
+    record: RunRecord, timeline: pd.DataFrame | None, source_note: str
+) -> list[_TransferView]:
+    responses = events = None
+    if timeline is not None:
+        mask = (timeline["zcl_command"] == "Image Block Response").fillna(False) & timeline[
+            "file_offset"
+        ].notna()
+        responses = timeline.loc[mask.astype(bool)]
+        events = timeline.loc[(timeline["kind"] == "event").fillna(False).astype(bool)]
     views = []
     for t in record.transfers:
         plot_uri, note = None, source_note
-        if responses is not None:
+        if responses is not None and events is not None:
+            end = t.ended_virtual_s if t.ended_virtual_s is not None else math.inf
             rows = responses[responses["destination"] == t.device]
             last_hop = rows[rows["hop"].fillna("").str.endswith(f"→{t.device}")]
             if len(last_hop):
                 # In a multi-hop network each block is captured once per hop: plot its arrival.
                 rows = last_hop
-            end = t.ended_virtual_s if t.ended_virtual_s is not None else math.inf
             rows = rows[(rows["virtual_time_s"] >= t.started_virtual_s) & (rows["virtual_time_s"] <= end)]
+            marks = events[
+                (events["destination"] == t.device)
+                & (events["virtual_time_s"] >= t.started_virtual_s)
+                & (events["virtual_time_s"] <= end)
+            ]
             if len(rows):
-                plot_uri = _plot_transfer(rows.sort_values("virtual_time_s", kind="stable"), t)
+                plot_uri = _plot_transfer(rows.sort_values("virtual_time_s", kind="stable"), marks, t)
             else:
                 note += f"No Image Block Response to {t.device} in the timeline during this transfer."
         virtual = None if t.ended_virtual_s is None else t.ended_virtual_s - t.started_virtual_s
@@ -206,14 +225,47 @@ def _transfer_views(run_dir: Path, record: RunRecord) -> list[_TransferView]:
     return views
 
 
+def _event_rows(timeline: pd.DataFrame | None) -> tuple[list[dict[str, str]], int]:
+    """The harness events of the timeline (at most a few hundred) and how many there are."""
+    if timeline is None:
+        return [], 0
+    events = timeline.loc[(timeline["kind"] == "event").fillna(False).astype(bool)]
+    rows = [
+        {
+            "time": _text(row.virtual_time_s, "{:,.3f}"),
+            "source": _text(row.source),
+            "destination": _text(row.destination),
+            "detail": _text(row.detail),
+        }
+        for row in events.head(_MAX_EVENT_ROWS).itertuples(index=False)
+    ]
+    return rows, len(events)
+
+
+def _text(value: object, fmt: str = "{}") -> str:
+    import pandas as pd
+
+    return "" if value is None or pd.isna(value) else fmt.format(value)
+
+
+def _local_href(path: str) -> str | None:
+    """``path`` if it is a plain relative path inside the run folder, else None (shown unlinked)."""
+    pure = PurePosixPath(path)
+    if not path or ":" in path or pure.is_absolute() or ".." in pure.parts:
+        return None
+    return path
+
+
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("harness.report", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["local_href"] = _local_href
+    return env
 
 
 def _context(run_dir: Path, record: RunRecord) -> dict[str, Any]:
@@ -228,6 +280,8 @@ def _context(run_dir: Path, record: RunRecord) -> dict[str, Any]:
         }
         for name, description in _LINKS
     ]
+    timeline, timeline_note = _load_timeline(run_dir)
+    events, event_count = _event_rows(timeline)
     serial = sorted(
         p.relative_to(run_dir).as_posix() for p in (run_dir / "evidence" / "serial").glob("*.log")
     )
@@ -238,7 +292,9 @@ def _context(run_dir: Path, record: RunRecord) -> dict[str, Any]:
         "colours": VERDICT_COLOURS,
         "command": _SECRET_OPTION.sub(r"\1«redacted»", record.command),
         "run_duration": _hms(_wall_seconds(record.started_wall, record.ended_wall)),
-        "transfers": _transfer_views(run_dir, record),
+        "transfers": _transfer_views(record, timeline, timeline_note),
+        "events": events,
+        "event_count": event_count,
         "links": links,
         "serial_logs": serial,
         "tshark_command": TSHARK_OTA_COMMAND,

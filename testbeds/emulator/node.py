@@ -61,6 +61,10 @@ NWK_DEFAULT_RADIUS = 30
 # Routers wait a short random time before re-broadcasting (nwkcMaxBroadcastJitter is 64 ms).
 BROADCAST_JITTER_S = 0.064
 DUPLICATE_MEMORY = 64
+# How long an (address, counter) pair counts as a duplicate: apsDuplicateRejection entries and the
+# broadcast transaction table expire (nwkBroadcastDeliveryTime is about 9 s); a rebooted device's
+# fresh counters must not be taken for duplicates of frames it sent before the reboot.
+DUPLICATE_WINDOW_S = 9.0
 
 COORDINATOR, ROUTER, END_DEVICE, SLEEPY_END_DEVICE = "coordinator", "router", "end_device", "sleepy_end_device"
 
@@ -175,8 +179,8 @@ class Node:
         self._last_mac_seq: dict[str, int] = {}
         self._pending_mac_acks: dict[int, tuple[asyncio.Future[bool], str]] = {}
         self._indirect: dict[str, deque[_Indirect]] = {}
-        self._broadcasts_seen: deque[tuple[int, int]] = deque(maxlen=DUPLICATE_MEMORY)
-        self._aps_seen: deque[tuple[int, int]] = deque(maxlen=DUPLICATE_MEMORY)
+        self._broadcasts_seen = _RecentSet(loop)
+        self._aps_seen = _RecentSet(loop)
         self._aps_waiting: dict[tuple[int, int], asyncio.Future[None]] = {}
         self._awake = 0
         self._timers: set[asyncio.TimerHandle] = set()
@@ -423,9 +427,8 @@ class Node:
 
     def _nwk_broadcast_in(self, frame: NwkFrame) -> None:
         key = (frame.src, frame.seq)
-        if key in self._broadcasts_seen or frame.src == self.me.nwk:
+        if frame.src == self.me.nwk or not self._broadcasts_seen.add(key):
             return
-        self._broadcasts_seen.append(key)
         for_me = (
             frame.dst == NWK_BROADCAST_ALL
             or (frame.dst == NWK_BROADCAST_RX_ON and not self.me.is_sleepy)
@@ -452,7 +455,7 @@ class Node:
         frame = NwkFrame(frame_type=NWK_DATA, dst=dst, src=self.me.nwk, radius=radius,
                          seq=self._next_nwk_seq(), payload=aps_bytes)
         if dst >= NWK_BROADCAST_ROUTERS:
-            self._broadcasts_seen.append((self.me.nwk, frame.seq))
+            self._broadcasts_seen.add((self.me.nwk, frame.seq))
             if self.me.is_router:
                 self._mac_broadcast(self._nwk_out(frame))
             elif self.me.parent is not None:
@@ -538,17 +541,38 @@ class Node:
             ).encode()
             self._spawn(self.nwk_send(src, ack))
         key = (src, frame.counter)
-        if not broadcast:
-            if key in self._aps_seen:
-                self.counters.aps_duplicates += 1
-                return
-            self._aps_seen.append(key)
+        if not broadcast and not self._aps_seen.add(key):
+            self.counters.aps_duplicates += 1
+            return
         self.on_data(ApsIndication(
             src_nwk=src, dst_nwk=dst, src_endpoint=frame.src_endpoint or 0,
             dst_endpoint=frame.dst_endpoint if frame.dst_endpoint is not None else 0xFF,
             profile=frame.profile or 0, cluster=frame.cluster or 0, payload=frame.payload,
             broadcast=broadcast,
         ))
+
+
+class _RecentSet:
+    """Keys seen in the last DUPLICATE_WINDOW_S seconds (at most DUPLICATE_MEMORY of them)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._seen: dict[tuple[int, int], float] = {}
+        self._order: deque[tuple[int, int]] = deque()
+
+    def add(self, key: tuple[int, int]) -> bool:
+        """Remember ``key``; False if it was already seen within the window (a duplicate)."""
+        now = self._loop.time()
+        while self._order and (len(self._order) > DUPLICATE_MEMORY
+                               or now - self._seen[self._order[0]] > DUPLICATE_WINDOW_S):
+            self._seen.pop(self._order.popleft(), None)
+        seen_at = self._seen.get(key)
+        if seen_at is not None and now - seen_at <= DUPLICATE_WINDOW_S:
+            return False
+        if key not in self._seen:
+            self._order.append(key)
+        self._seen[key] = now
+        return True
 
 
 def _resolve(future: asyncio.Future[bool], value: bool) -> None:

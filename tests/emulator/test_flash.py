@@ -14,7 +14,11 @@ MFR, ITYPE = 0x1234, 0x5678
 
 
 def ota_file(
-    *, version: int = 0x01000100, stack: int = 0x0003, body: bytes = b"firmware" * 20, total: int | None = None
+    *,
+    version: int = 0x01000100,
+    stack: int = 0x0003,
+    body: bytes = b"firmware" * 20,
+    total: int | None = None,
 ) -> bytes:
     """A minimal OTA file (ZCL §11.4.2): 56-byte header, no optional fields, then the body."""
     header_length = 56

@@ -28,7 +28,9 @@ def with_fcs(body: bytes) -> bytes:
     return body + struct.pack("<H", crc16_bitwise(body))
 
 
-def mac_data(payload: bytes, *, src: int = 0x0000, dst: int = 0x0001, seq: int = 23, ack_req: bool = True) -> bytes:
+def mac_data(
+    payload: bytes, *, src: int = 0x0000, dst: int = 0x0001, seq: int = 23, ack_req: bool = True
+) -> bytes:
     # data frame, PAN ID compression, short dst and src, frame version 0 (2003) as ZigBee sends
     fcf = 0x1 | (0x20 if ack_req else 0) | 0x40 | (2 << 10) | (2 << 14)
     return with_fcs(struct.pack("<HBHHH", fcf, seq, PAN, dst, src) + payload)
@@ -43,7 +45,9 @@ def mac_data_request(*, src: int = 0x5678, dst: int = 0x0000, seq: int = 9) -> b
     return with_fcs(struct.pack("<HBHHHB", fcf, seq, PAN, dst, src, 0x04))
 
 
-def nwk(payload: bytes, *, src: int, dst: int, radius: int = 30, seq: int = 7, src_ieee: bytes | None = None) -> bytes:
+def nwk(
+    payload: bytes, *, src: int, dst: int, radius: int = 30, seq: int = 7, src_ieee: bytes | None = None
+) -> bytes:
     fcf = 0x0000 | (2 << 2) | (1 << 6)  # data, protocol version 2, discover route enabled
     extra = b""
     if src_ieee is not None:
@@ -60,17 +64,32 @@ def nwk_secured(ciphertext: bytes, *, src: int, dst: int, frame_counter: int, sr
     return head + aux + ciphertext + b"\xde\xad\xbe\xef"
 
 
-def aps_data(payload: bytes, *, cluster: int = 0x0019, profile: int = 0x0104, dst_ep: int = 1,
-             src_ep: int = 1, counter: int = 12) -> bytes:
+def aps_data(
+    payload: bytes,
+    *,
+    cluster: int = 0x0019,
+    profile: int = 0x0104,
+    dst_ep: int = 1,
+    src_ep: int = 1,
+    counter: int = 12,
+) -> bytes:
     return struct.pack("<BBHHBB", 0x40, dst_ep, cluster, profile, src_ep, counter) + payload
 
 
-def aps_ack(*, cluster: int = 0x0019, profile: int = 0x0104, dst_ep: int = 1, src_ep: int = 1, counter: int = 12) -> bytes:
+def aps_ack(
+    *, cluster: int = 0x0019, profile: int = 0x0104, dst_ep: int = 1, src_ep: int = 1, counter: int = 12
+) -> bytes:
     return struct.pack("<BBHHBB", 0x02, dst_ep, cluster, profile, src_ep, counter)
 
 
-def zcl(command: int, payload: bytes, *, tsn: int = 5, cluster_specific: bool = True,
-        server_to_client: bool = False) -> bytes:
+def zcl(
+    command: int,
+    payload: bytes,
+    *,
+    tsn: int = 5,
+    cluster_specific: bool = True,
+    server_to_client: bool = False,
+) -> bytes:
     fc = (0x01 if cluster_specific else 0x00) | (0x08 if server_to_client else 0) | 0x10
     return struct.pack("<BBB", fc, tsn, command) + payload
 
@@ -78,17 +97,28 @@ def zcl(command: int, payload: bytes, *, tsn: int = 5, cluster_specific: bool = 
 MFR, IMAGE_TYPE, VERSION = 0x1234, 0x0201, 0x01010000
 
 
-def block_response(offset: int, data: bytes, *, src: int = 0x0000, dst: int = 0x1234, mac_dst: int | None = None,
-                   tsn: int = 5, seq: int = 23) -> bytes:
+def block_response(
+    offset: int,
+    data: bytes,
+    *,
+    src: int = 0x0000,
+    dst: int = 0x1234,
+    mac_dst: int | None = None,
+    tsn: int = 5,
+    seq: int = 23,
+) -> bytes:
     body = struct.pack("<BHHIIB", 0x00, MFR, IMAGE_TYPE, VERSION, offset, len(data)) + data
     return mac_data(
         nwk(aps_data(zcl(0x05, body, tsn=tsn, server_to_client=True), counter=tsn), src=src, dst=dst),
-        src=src, dst=dst if mac_dst is None else mac_dst, seq=seq,
+        src=src,
+        dst=dst if mac_dst is None else mac_dst,
+        seq=seq,
     )
 
 
-def block_request(offset: int, max_size: int = 50, *, src: int = 0x1234, dst: int = 0x0000,
-                  min_period: int | None = None) -> bytes:
+def block_request(
+    offset: int, max_size: int = 50, *, src: int = 0x1234, dst: int = 0x0000, min_period: int | None = None
+) -> bytes:
     fc = 0x02 if min_period is not None else 0x00
     body = struct.pack("<BHHIIB", fc, MFR, IMAGE_TYPE, VERSION, offset, max_size)
     if min_period is not None:
@@ -100,8 +130,20 @@ def block_request(offset: int, max_size: int = 50, *, src: int = 0x1234, dst: in
 def frames() -> SimpleNamespace:
     """The frame builders above, for tests that need hand-made 802.15.4 / ZigBee frames."""
     return SimpleNamespace(
-        crc16_bitwise=crc16_bitwise, with_fcs=with_fcs, mac_data=mac_data, mac_ack=mac_ack,
-        mac_data_request=mac_data_request, nwk=nwk, nwk_secured=nwk_secured, aps_data=aps_data,
-        aps_ack=aps_ack, zcl=zcl, block_response=block_response, block_request=block_request,
-        MFR=MFR, IMAGE_TYPE=IMAGE_TYPE, VERSION=VERSION, PAN=PAN,
+        crc16_bitwise=crc16_bitwise,
+        with_fcs=with_fcs,
+        mac_data=mac_data,
+        mac_ack=mac_ack,
+        mac_data_request=mac_data_request,
+        nwk=nwk,
+        nwk_secured=nwk_secured,
+        aps_data=aps_data,
+        aps_ack=aps_ack,
+        zcl=zcl,
+        block_response=block_response,
+        block_request=block_request,
+        MFR=MFR,
+        IMAGE_TYPE=IMAGE_TYPE,
+        VERSION=VERSION,
+        PAN=PAN,
     )

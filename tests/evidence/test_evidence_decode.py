@@ -19,11 +19,15 @@ from harness.evidence.pcap import PcapWriter
 IEEE_B2 = bytes.fromhex("000d6f000abcdef0")  # as printed: 00:0d:6f:00:0a:bc:de:f0
 
 
-def ota_frame(frames, command: int, body: bytes, *, server_to_client: bool, src: int = 0x0000,
-              dst: int = 0x1234) -> bytes:
+def ota_frame(
+    frames, command: int, body: bytes, *, server_to_client: bool, src: int = 0x0000, dst: int = 0x1234
+) -> bytes:
     return frames.mac_data(
-        frames.nwk(frames.aps_data(frames.zcl(command, body, server_to_client=server_to_client)), src=src, dst=dst),
-        src=src, dst=dst,
+        frames.nwk(
+            frames.aps_data(frames.zcl(command, body, server_to_client=server_to_client)), src=src, dst=dst
+        ),
+        src=src,
+        dst=dst,
     )
 
 
@@ -32,12 +36,11 @@ def test_fcs_crc_has_the_kermit_check_value() -> None:
     assert crc16_kermit(b"123456789") == 0x2189
 
 
-@given(st.binary(max_size=140))
-@settings(max_examples=300)
-def test_fcs_crc_matches_a_bitwise_reference(frames_data: bytes) -> None:
-    from conftest import crc16_bitwise  # the test folder's own, bit-by-bit implementation
-
-    assert crc16_kermit(frames_data) == crc16_bitwise(frames_data)
+# The ``frames`` fixture only hands out pure functions, so sharing it across examples is safe.
+@given(data=st.binary(max_size=140))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_fcs_crc_matches_a_bitwise_reference(frames, data: bytes) -> None:
+    assert crc16_kermit(data) == frames.crc16_bitwise(data)
 
 
 # --- OTA commands --------------------------------------------------------------------------
@@ -45,11 +48,34 @@ def test_image_block_response(frames) -> None:
     data = bytes(range(50))
     s = summarize(frames.block_response(64, data, src=0x0000, dst=0x1234, tsn=9, seq=77))
     assert s.error is None and s.fcs_ok is True
-    assert (s.mac_type, s.mac_seq, s.mac_src, s.mac_dst, s.mac_pan) == ("data", 77, "0x0000", "0x1234", "0x1a62")
-    assert (s.nwk_src, s.nwk_dst, s.nwk_seq, s.nwk_radius, s.nwk_secured) == ("0x0000", "0x1234", 7, 30, False)
-    assert (s.aps_type, s.aps_counter, s.cluster, s.profile, s.src_ep, s.dst_ep) == ("data", 9, 0x0019, 0x0104, 1, 1)
+    assert (s.mac_type, s.mac_seq, s.mac_src, s.mac_dst, s.mac_pan) == (
+        "data",
+        77,
+        "0x0000",
+        "0x1234",
+        "0x1a62",
+    )
+    assert (s.nwk_src, s.nwk_dst, s.nwk_seq, s.nwk_radius, s.nwk_secured) == (
+        "0x0000",
+        "0x1234",
+        7,
+        30,
+        False,
+    )
+    assert (s.aps_type, s.aps_counter, s.cluster, s.profile, s.src_ep, s.dst_ep) == (
+        "data",
+        9,
+        0x0019,
+        0x0104,
+        1,
+        1,
+    )
     assert (s.zcl_command, s.zcl_tsn, s.ota_status) == ("Image Block Response", 9, 0x00)
-    assert (s.manufacturer_code, s.image_type, s.file_version) == (frames.MFR, frames.IMAGE_TYPE, frames.VERSION)
+    assert (s.manufacturer_code, s.image_type, s.file_version) == (
+        frames.MFR,
+        frames.IMAGE_TYPE,
+        frames.VERSION,
+    )
     assert (s.file_offset, s.data_size, s.block_data) == (64, 50, data)
     assert s.is_ota
     assert s.layers == (
@@ -62,7 +88,10 @@ def test_image_block_request_with_minimum_block_period(frames) -> None:
     s = summarize(frames.block_request(4096, 48, src=0x1234, dst=0x0000, min_period=250))
     assert s.error is None
     assert (s.zcl_command, s.file_offset, s.data_size, s.file_version) == (
-        "Image Block Request", 4096, 48, frames.VERSION
+        "Image Block Request",
+        4096,
+        48,
+        frames.VERSION,
     )
     assert s.block_data is None and s.ota_status is None
     assert "ZCL OTA Image Block Request off=4096 max=48" in s.layers
@@ -86,12 +115,18 @@ def test_query_next_image_request_and_response(frames) -> None:
     req = struct.pack("<BHHIH", 0x01, frames.MFR, frames.IMAGE_TYPE, 0x01000000, 0x0002)
     s = summarize(ota_frame(frames, 0x01, req, server_to_client=False, src=0x1234, dst=0x0000))
     assert (s.zcl_command, s.file_version, s.manufacturer_code, s.error) == (
-        "Query Next Image Request", 0x01000000, frames.MFR, None
+        "Query Next Image Request",
+        0x01000000,
+        frames.MFR,
+        None,
     )
     rsp = struct.pack("<BHHII", 0x00, frames.MFR, frames.IMAGE_TYPE, frames.VERSION, 204_800)
     s = summarize(ota_frame(frames, 0x02, rsp, server_to_client=True))
     assert (s.zcl_command, s.ota_status, s.file_version, s.image_size) == (
-        "Query Next Image Response", 0, frames.VERSION, 204_800
+        "Query Next Image Response",
+        0,
+        frames.VERSION,
+        204_800,
     )
     s = summarize(ota_frame(frames, 0x02, b"\x98", server_to_client=True))
     assert (s.ota_status, s.image_size, s.error) == (0x98, None, None)
@@ -105,7 +140,10 @@ def test_upgrade_end_request_and_response(frames) -> None:
     rsp = struct.pack("<HHIII", frames.MFR, frames.IMAGE_TYPE, frames.VERSION, 5000, 0xFFFFFFFF)
     s = summarize(ota_frame(frames, 0x07, rsp, server_to_client=True))
     assert (s.zcl_command, s.upgrade_time, s.file_version, s.error) == (
-        "Upgrade End Response", 0xFFFFFFFF, frames.VERSION, None
+        "Upgrade End Response",
+        0xFFFFFFFF,
+        frames.VERSION,
+        None,
     )
     assert "upgrade on activate" in s.layers
 
@@ -118,10 +156,8 @@ def test_image_notify(frames) -> None:
 
 def test_default_response_on_the_ota_cluster_carries_its_status(frames) -> None:
     body = struct.pack("<BB", 0x05, 0x95)  # answering an Image Block Response with ABORT
-    s = summarize(ota_frame(frames, 0x0B, b"", server_to_client=False)[:0] or frames.mac_data(
-        frames.nwk(frames.aps_data(frames.zcl(0x0B, body, cluster_specific=False)), src=0x1234, dst=0),
-        src=0x1234, dst=0,
-    ))
+    payload = frames.aps_data(frames.zcl(0x0B, body, cluster_specific=False))
+    s = summarize(frames.mac_data(frames.nwk(payload, src=0x1234, dst=0), src=0x1234, dst=0))
     assert (s.zcl_command, s.ota_status) == ("Default Response", 0x95)
     assert "ABORT" in s.layers
 
@@ -135,25 +171,50 @@ def test_global_read_attributes_on_another_cluster(frames) -> None:
 
 def test_zdo_frame_is_named_by_cluster(frames) -> None:
     payload = struct.pack("<BH", 0x42, 0x1234)  # ZDO TSN, NWK address of interest
-    s = summarize(frames.mac_data(frames.nwk(
-        frames.aps_data(payload, cluster=0x0002, profile=0x0000, dst_ep=0, src_ep=0), src=0, dst=0x1234)))
+    s = summarize(
+        frames.mac_data(
+            frames.nwk(
+                frames.aps_data(payload, cluster=0x0002, profile=0x0000, dst_ep=0, src_ep=0),
+                src=0,
+                dst=0x1234,
+            )
+        )
+    )
     assert (s.profile, s.zcl_command, s.zcl_tsn) == (0, "Node_Desc_req", 0x42)
-    s = summarize(frames.mac_data(frames.nwk(
-        frames.aps_data(payload, cluster=0x8002, profile=0x0000, dst_ep=0, src_ep=0), src=0, dst=0x1234)))
+    s = summarize(
+        frames.mac_data(
+            frames.nwk(
+                frames.aps_data(payload, cluster=0x8002, profile=0x0000, dst_ep=0, src_ep=0),
+                src=0,
+                dst=0x1234,
+            )
+        )
+    )
     assert s.zcl_command == "Node_Desc_rsp"
 
 
 # --- other layers ------------------------------------------------------------------------
 def test_mac_ack(frames) -> None:
     s = summarize(frames.mac_ack(23, pending=True))
-    assert (s.mac_type, s.mac_seq, s.fcs_ok, s.mac_src, s.nwk_src, s.error) == ("ack", 23, True, None, None, None)
+    assert (s.mac_type, s.mac_seq, s.fcs_ok, s.mac_src, s.nwk_src, s.error) == (
+        "ack",
+        23,
+        True,
+        None,
+        None,
+        None,
+    )
     assert s.layers == "MAC ack #23"
 
 
 def test_mac_data_request_command(frames) -> None:
     s = summarize(frames.mac_data_request(src=0x5678, dst=0x0000, seq=9))
     assert (s.mac_type, s.mac_command, s.mac_src, s.mac_dst, s.mac_seq) == (
-        "command", "Data Request", "0x5678", "0x0000", 9
+        "command",
+        "Data Request",
+        "0x5678",
+        "0x0000",
+        9,
     )
     assert s.nwk_src is None and s.error is None
     assert s.layers == "MAC command Data Request 0x5678→0x0000"
@@ -162,10 +223,16 @@ def test_mac_data_request_command(frames) -> None:
 def test_mac_association_request_from_an_extended_address(frames) -> None:
     # dst short + PAN, src extended with broadcast PAN (no compression), version 0
     fcf = 0x3 | 0x20 | (2 << 10) | (3 << 14)
-    raw = frames.with_fcs(struct.pack("<HBHHH", fcf, 1, frames.PAN, 0x0000, 0xFFFF) + IEEE_B2[::-1] + b"\x01\x8e")
+    raw = frames.with_fcs(
+        struct.pack("<HBHHH", fcf, 1, frames.PAN, 0x0000, 0xFFFF) + IEEE_B2[::-1] + b"\x01\x8e"
+    )
     s = summarize(raw)
     assert (s.mac_command, s.mac_src, s.mac_dst, s.mac_pan, s.error) == (
-        "Association Request", "00:0d:6f:00:0a:bc:de:f0", "0x0000", "0x1a62", None
+        "Association Request",
+        "00:0d:6f:00:0a:bc:de:f0",
+        "0x0000",
+        "0x1a62",
+        None,
     )
 
 
@@ -181,12 +248,16 @@ def test_secured_nwk_frame_stops_at_nwk(frames) -> None:
 def test_nwk_with_source_ieee_still_reaches_zcl(frames) -> None:
     body = struct.pack("<BHHIIB", 0, frames.MFR, frames.IMAGE_TYPE, frames.VERSION, 0, 2) + b"ok"
     payload = frames.aps_data(frames.zcl(0x05, body, server_to_client=True))
-    s = summarize(frames.mac_data(frames.nwk(payload, src=0, dst=0x1234, src_ieee=IEEE_B2), src=0, dst=0x1234))
+    s = summarize(
+        frames.mac_data(frames.nwk(payload, src=0, dst=0x1234, src_ieee=IEEE_B2), src=0, dst=0x1234)
+    )
     assert (s.file_offset, s.block_data, s.error) == (0, b"ok", None)
 
 
 def test_aps_ack(frames) -> None:
-    s = summarize(frames.mac_data(frames.nwk(frames.aps_ack(counter=77), src=0x1234, dst=0), src=0x1234, dst=0))
+    s = summarize(
+        frames.mac_data(frames.nwk(frames.aps_ack(counter=77), src=0x1234, dst=0), src=0x1234, dst=0)
+    )
     assert (s.aps_type, s.aps_counter, s.cluster, s.zcl_command, s.error) == ("ack", 77, 0x0019, None, None)
     assert s.layers.endswith("APS ack 0x0019@1 #77")
 
@@ -205,7 +276,12 @@ def test_truncated_block_response_keeps_what_it_could_read(frames) -> None:
     raw = frames.with_fcs(whole[:-2][:-20])
     s = summarize(raw)
     assert s.fcs_ok is True
-    assert (s.zcl_command, s.file_offset, s.data_size, len(s.block_data or b"")) == ("Image Block Response", 640, 50, 30)
+    assert (s.zcl_command, s.file_offset, s.data_size, len(s.block_data or b"")) == (
+        "Image Block Response",
+        640,
+        50,
+        30,
+    )
     assert s.error is not None and "data size 50" in s.error
     assert "MALFORMED" in s.layers and s.layers.startswith("MAC data")
 
@@ -224,16 +300,17 @@ def test_summarize_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
     assert isinstance(s, FrameSummary) and isinstance(s.layers, str)
 
 
-@given(cut=st.integers(min_value=0, max_value=93), flip=st.integers(min_value=0, max_value=93),
-       mask=st.integers(min_value=1, max_value=255))
-@settings(max_examples=500, deadline=None)
-def test_summarize_never_raises_on_damaged_ota_frames(cut: int, flip: int, mask: int) -> None:
-    from conftest import block_response, with_fcs
-
-    raw = bytearray(block_response(64, bytes(range(50)))[:-2])
+@given(
+    cut=st.integers(min_value=0, max_value=93),
+    flip=st.integers(min_value=0, max_value=93),
+    mask=st.integers(min_value=1, max_value=255),
+)
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_summarize_never_raises_on_damaged_ota_frames(frames, cut: int, flip: int, mask: int) -> None:
+    raw = bytearray(frames.block_response(64, bytes(range(50)))[:-2])
     if flip < len(raw):
         raw[flip] ^= mask
-    s = summarize(with_fcs(bytes(raw[:cut])))
+    s = summarize(frames.with_fcs(bytes(raw[:cut])))
     assert isinstance(s, FrameSummary)
 
 
@@ -253,16 +330,37 @@ def test_decoder_agrees_with_tshark(tmp_path: Path, frames) -> None:
     tshark = shutil.which("tshark")
     if tshark is None:
         pytest.skip("tshark not installed (apt-get install tshark); decoder cross-check NOT run")
-    written = [frames.block_request(0, src=0x1234), frames.block_response(0, bytes(50), dst=0x1234),
-               frames.block_request(50, src=0x1234), frames.block_response(50, bytes(40), dst=0x1234),
-               frames.mac_ack(4), frames.mac_data_request()]
+    written = [
+        frames.block_request(0, src=0x1234),
+        frames.block_response(0, bytes(50), dst=0x1234),
+        frames.block_request(50, src=0x1234),
+        frames.block_response(50, bytes(40), dst=0x1234),
+        frames.mac_ack(4),
+        frames.mac_data_request(),
+    ]
     with PcapWriter(tmp_path / "air.pcap") as writer:
         for i, raw in enumerate(written):
             writer.write(raw, 1000.0 + i)
     out = subprocess.run(
-        [tshark, "-r", str(tmp_path / "air.pcap"), "-T", "fields", "-e", "wpan.seq_no", "-e", "zbee_nwk.dst",
-         "-e", "zbee_zcl_general.ota.file.offset", "-e", "zbee_zcl_general.ota.data_size"],
-        capture_output=True, text=True, check=True, timeout=60,
+        [
+            tshark,
+            "-r",
+            str(tmp_path / "air.pcap"),
+            "-T",
+            "fields",
+            "-e",
+            "wpan.seq_no",
+            "-e",
+            "zbee_nwk.dst",
+            "-e",
+            "zbee_zcl_general.ota.file.offset",
+            "-e",
+            "zbee_zcl_general.ota.data_size",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
         env={**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)},
     ).stdout.splitlines()
     for raw, line in zip(written, out, strict=True):

@@ -104,9 +104,26 @@ def test_tshark_reads_the_capture_with_the_right_frame_count(tmp_path: Path, fra
             writer.write(frame, 1_700_000_000 + i * 0.01)
     env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
     out = subprocess.run(
-        [tshark, "-r", str(path), "-T", "fields", "-e", "frame.number", "-e", "wpan.fcs_ok",
-         "-e", "zbee_zcl_general.ota.file.offset", "-e", "zbee_zcl_general.ota.data_size"],
-        capture_output=True, text=True, check=True, env=env, timeout=60,
+        [
+            tshark,
+            "-r",
+            str(path),
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+            "-e",
+            "wpan.fcs_ok",
+            "-e",
+            "zbee_zcl_general.ota.file.offset",
+            "-e",
+            "zbee_zcl_general.ota.data_size",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        timeout=60,
     ).stdout.splitlines()
     rows = [line.split("\t") for line in out]
     assert len(rows) == len(written)

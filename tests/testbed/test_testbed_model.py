@@ -133,7 +133,7 @@ def test_summary_rows(emulated: TestbedSpec) -> None:
 
 def test_models_are_frozen(emulated: TestbedSpec) -> None:
     with pytest.raises(ValueError):
-        emulated.device("GSME").nwk = 1  # type: ignore[misc]
+        emulated.device("GSME").nwk = 1
 
 
 def test_built_in_code_without_a_file() -> None:
@@ -145,7 +145,9 @@ def test_built_in_code_without_a_file() -> None:
         devices={
             "CH": DeviceSpec.model_validate(_device("CH", "CH", 1, 0x0000, role="coordinator")),
             "GSME": DeviceSpec.model_validate(
-                _device("GSME", "GSME", 2, 0x0002, role="sleepy_end_device", power_source="battery", parent="CH")
+                _device(
+                    "GSME", "GSME", 2, 0x0002, role="sleepy_end_device", power_source="battery", parent="CH"
+                )
             ),
         },
         links=[LinkSpec(between=("CH", "GSME"))],
@@ -191,7 +193,8 @@ def test_parse_duration_refuses_negative_and_non_numbers(value: object) -> None:
 
 
 @pytest.mark.parametrize(
-    ("seconds", "text"), [(0.015, "15ms"), (0.25, "250ms"), (7.5, "7.5s"), (120, "2min"), (5400, "1h30m"), (7200, "2h")]
+    ("seconds", "text"),
+    [(0.015, "15ms"), (0.25, "250ms"), (7.5, "7.5s"), (120, "2min"), (5400, "1h30m"), (7200, "2h")],
 )
 def test_format_duration_round_trips(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text

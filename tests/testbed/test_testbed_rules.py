@@ -140,13 +140,21 @@ CASES: dict[str, Case] = {
         "pan_id: 0x1A62", "pan_id: 0x1A62\nchanel: 15  # <-", "chanel", "chanel", "did you mean 'channel'?"
     ),
     "duplicate key": Case(
-        "    nwk: 0x3F21", "    nwk: 0x3F21\n    nwk: 0x3F22  # <-", "devices.ESME.nwk", "nwk", "appears twice"
+        "    nwk: 0x3F21",
+        "    nwk: 0x3F21\n    nwk: 0x3F22  # <-",
+        "devices.ESME.nwk",
+        "nwk",
+        "appears twice",
     ),
     "YAML syntax error": Case(
         "    role: router\n  IHD:", "    role: router: yes  # <-\n  IHD:", None, None, "not valid YAML"
     ),
     "missing required field": Case(
-        '    ieee: "00:0d:6f:ff:fe:00:00:02"\n', "", "devices.ESME.ieee", None, "is required: the device's EUI-64",
+        '    ieee: "00:0d:6f:ff:fe:00:00:02"\n',
+        "",
+        "devices.ESME.ieee",
+        None,
+        "is required: the device's EUI-64",
         at="  ESME:",
     ),
     # -- values of one field --
@@ -171,8 +179,11 @@ CASES: dict[str, Case] = {
         "    nwk: 0x3F21", "    nwk: 0xFFFF  # <-", "devices.ESME.nwk", 0xFFFF, "from 0x0000 to 0xFFF7"
     ),
     "manufacturer code out of range": Case(
-        "    manufacturer_code: 0x1236", "    manufacturer_code: 0x10000  # <-", "devices.CH.manufacturer_code",
-        0x10000, "16-bit",
+        "    manufacturer_code: 0x1236",
+        "    manufacturer_code: 0x10000  # <-",
+        "devices.CH.manufacturer_code",
+        0x10000,
+        "16-bit",
     ),
     "firmware version out of range": Case(
         "    firmware_version: 0x01000000\n    power_source: battery",
@@ -184,16 +195,29 @@ CASES: dict[str, Case] = {
     "boolean where a number belongs": Case(
         "    image_type: 0x0200", "    image_type: yes  # <-", "devices.ESME.image_type", True, "an integer"
     ),
-    "channel out of range": Case("pan_id: 0x1A62", "pan_id: 0x1A62\nchannel: 27  # <-", "channel", 27, "11 to 26"),
+    "channel out of range": Case(
+        "pan_id: 0x1A62", "pan_id: 0x1A62\nchannel: 27  # <-", "channel", 27, "11 to 26"
+    ),
     "bad duration": Case(
-        "    poll_interval: 7.5s", "    poll_interval: 2 hours  # <-", "devices.GSME.poll_interval", "2 hours",
+        "    poll_interval: 7.5s",
+        "    poll_interval: 2 hours  # <-",
+        "devices.GSME.poll_interval",
+        "2 hours",
         "250ms, 7.5s, 2min, 2h or 1h30m",
     ),
     "link loss of 1 or more": Case(
-        "    latency: 15ms", "    latency: 15ms\n    loss: 1.0  # <-", "links[5].loss", 1.0, "up to but not including 1"
+        "    latency: 15ms",
+        "    latency: 15ms\n    loss: 1.0  # <-",
+        "links[5].loss",
+        1.0,
+        "up to but not including 1",
     ),
     "link medium not allowed": Case(
-        "    medium: p2p", "    medium: wifi  # <-", "links[5].medium", "wifi", "must be one of 'radio' or 'p2p'"
+        "    medium: p2p",
+        "    medium: wifi  # <-",
+        "links[5].medium",
+        "wifi",
+        "must be one of 'radio' or 'p2p'",
     ),
     "bridge given as text, not a mapping": Case(
         "    bridge:\n      end: far\n      p2p_peer: B1\n      extends_to: [GSME]\n",
@@ -207,7 +231,10 @@ CASES: dict[str, Case] = {
     ),
     # -- identities --
     "name differs from its key": Case(
-        "  GSME:\n    type: GSME", "  GSME:\n    name: GAS  # <-\n    type: GSME", "devices.GSME.name", "GAS",
+        "  GSME:\n    type: GSME",
+        "  GSME:\n    name: GAS  # <-\n    type: GSME",
+        "devices.GSME.name",
+        "GAS",
         "must match the key 'GSME'",
     ),
     "duplicate IEEE address": Case(
@@ -218,17 +245,29 @@ CASES: dict[str, Case] = {
         "is already the address of B1",
     ),
     "duplicate NWK address": Case(
-        "    nwk: 0x8E44", "    nwk: 0x7C02  # <-", "devices.B2.nwk", 0x7C02, "0x7C02 is already the address of B1"
+        "    nwk: 0x8E44",
+        "    nwk: 0x7C02  # <-",
+        "devices.B2.nwk",
+        0x7C02,
+        "0x7C02 is already the address of B1",
     ),
     "coordinator NWK address not 0x0000": Case(
         "    nwk: 0x0000", "    nwk: 0x0001  # <-", "devices.CH.nwk", 1, "must be 0x0000 for the coordinator"
     ),
     "NWK 0x0000 on another device": Case(
-        "    nwk: 0x3F21", "    nwk: 0x0000  # <-", "devices.ESME.nwk", 0, "0x0000 is the coordinator's address"
+        "    nwk: 0x3F21",
+        "    nwk: 0x0000  # <-",
+        "devices.ESME.nwk",
+        0,
+        "0x0000 is the coordinator's address",
     ),
     # -- roles and power --
     "no coordinator": Case(
-        BASE[BASE.index("  CH:\n") : BASE.index("  ESME:\n")], "", "devices", None, "has no coordinator",
+        BASE[BASE.index("  CH:\n") : BASE.index("  ESME:\n")],
+        "",
+        "devices",
+        None,
+        "has no coordinator",
         at="devices:",
     ),
     "two coordinators": Case(
@@ -244,7 +283,10 @@ CASES: dict[str, Case] = {
         "    role: coordinator", "    role: router  # <-", "devices.CH.role", "router", "must be coordinator"
     ),
     "coordinator that is not the CH": Case(
-        "    role: router\n  IHD:", "    role: coordinator  # <-\n  IHD:", "devices.ESME.role", "coordinator",
+        "    role: router\n  IHD:",
+        "    role: coordinator  # <-\n  IHD:",
+        "devices.ESME.role",
+        "coordinator",
         "coordinator is only for the CH",
     ),
     "battery-powered router": Case(
@@ -261,20 +303,42 @@ CASES: dict[str, Case] = {
     "radio plays an unknown device": Case(
         "  plays: CH", "  plays: HUB  # <-", "radio.plays", "HUB", "there is no such device"
     ),
-    "hardware radio without url": Case("  plays: CH", "  plays: CH\n  type: znp", "radio.url", None, "is required for a znp radio", at="radio:"),
+    "hardware radio without url": Case(
+        "  plays: CH",
+        "  plays: CH\n  type: znp",
+        "radio.url",
+        None,
+        "is required for a znp radio",
+        at="radio:",
+    ),
     "virtual radio with url": Case(
-        "  plays: CH", "  plays: CH\n  url: /dev/ttyUSB0  # <-", "radio.url", "/dev/ttyUSB0", "only for hardware radios"
+        "  plays: CH",
+        "  plays: CH\n  url: /dev/ttyUSB0  # <-",
+        "radio.url",
+        "/dev/ttyUSB0",
+        "only for hardware radios",
     ),
     "bench testbed with the virtual radio": Case(
-        "radio:\n  plays: CH", "kind: bench\nradio:\n  plays: CH\n  type: virtual  # <-", "radio.type", "virtual",
+        "radio:\n  plays: CH",
+        "kind: bench\nradio:\n  plays: CH\n  type: virtual  # <-",
+        "radio.type",
+        "virtual",
         "must be znp, ezsp or deconz on a testbed of kind bench",
     ),
     # -- links --
     "link to an unknown device": Case(
-        "  - between: [B2, GSME]", "  - between: [B2, GSM]  # <-", "links[4].between[1]", "GSM", "names no device"
+        "  - between: [B2, GSME]",
+        "  - between: [B2, GSM]  # <-",
+        "links[4].between[1]",
+        "GSM",
+        "names no device",
     ),
     "link from a device to itself": Case(
-        "  - between: [B2, GSME]", "  - between: [B2, B2]  # <-", "links[4].between", ["B2", "B2"], "to itself"
+        "  - between: [B2, GSME]",
+        "  - between: [B2, B2]  # <-",
+        "links[4].between",
+        ["B2", "B2"],
+        "to itself",
     ),
     "the same link twice": Case(
         "  - between: [B2, GSME]",
@@ -284,7 +348,11 @@ CASES: dict[str, Case] = {
         "repeats the link between GSME and B2 (links[4])",
     ),
     "link naming one device": Case(
-        "  - between: [B2, GSME]", "  - between: [B2]  # <-", "links[4].between[1]", None, "exactly two devices"
+        "  - between: [B2, GSME]",
+        "  - between: [B2]  # <-",
+        "links[4].between[1]",
+        None,
+        "exactly two devices",
     ),
     "p2p link to a device that is not a bridge": Case(
         "  - between: [ESME, B1]",
@@ -318,25 +386,48 @@ CASES: dict[str, Case] = {
         "is only for bridges B1..B4, not for type ESME",
     ),
     "bridge with no peer": Case(
-        "      p2p_peer: B1\n", "", "devices.B2.bridge.p2p_peer", None, "is required: name the bridge", at="    bridge:\n      end: far"
+        "      p2p_peer: B1\n",
+        "",
+        "devices.B2.bridge.p2p_peer",
+        None,
+        "is required: name the bridge",
+        at="    bridge:\n      end: far",
     ),
     "p2p_peer and p2p_peers disagree": Case(
-        "      p2p_peer: B1\n", "      p2p_peer: B1\n      p2p_peers: [B3]  # <-\n", "devices.B2.bridge.p2p_peers", ["B3"],
+        "      p2p_peer: B1\n",
+        "      p2p_peer: B1\n      p2p_peers: [B3]  # <-\n",
+        "devices.B2.bridge.p2p_peers",
+        ["B3"],
         "disagrees with p2p_peer",
     ),
     "peer at the same end": Case(
-        "      end: far", "      end: near", "devices.B1.bridge.p2p_peer", "B2", "also a near-end bridge",
+        "      end: far",
+        "      end: near",
+        "devices.B1.bridge.p2p_peer",
+        "B2",
+        "also a near-end bridge",
         at="      p2p_peer: B2",
     ),
     "peer that is not a bridge": Case(
-        "      p2p_peer: B1\n", "      p2p_peer: ESME  # <-\n", "devices.B2.bridge.p2p_peer", "ESME",
+        "      p2p_peer: B1\n",
+        "      p2p_peer: ESME  # <-\n",
+        "devices.B2.bridge.p2p_peer",
+        "ESME",
         "a p2p peer must be a bridge",
     ),
     "peer that does not exist": Case(
-        "      p2p_peer: B1\n", "      p2p_peer: B7  # <-\n", "devices.B2.bridge.p2p_peer", "B7", "names no device"
+        "      p2p_peer: B1\n",
+        "      p2p_peer: B7  # <-\n",
+        "devices.B2.bridge.p2p_peer",
+        "B7",
+        "names no device",
     ),
     "peer that is the bridge itself": Case(
-        "      p2p_peer: B1\n", "      p2p_peer: B2  # <-\n", "devices.B2.bridge.p2p_peer", "B2", "cannot be the bridge itself"
+        "      p2p_peer: B1\n",
+        "      p2p_peer: B2  # <-\n",
+        "devices.B2.bridge.p2p_peer",
+        "B2",
+        "cannot be the bridge itself",
     ),
     "peer without a p2p link": Case(
         "  - between: [B1, B2]\n    medium: p2p\n    latency: 15ms\n",
@@ -347,50 +438,86 @@ CASES: dict[str, Case] = {
         at="      p2p_peer: B2",
     ),
     "several peers, one of them wrong": Case(
-        "      p2p_peer: B2\n", "      p2p_peers: [B2, ESME]  # <-\n", "devices.B1.bridge.p2p_peers[1]", "ESME",
+        "      p2p_peer: B2\n",
+        "      p2p_peers: [B2, ESME]  # <-\n",
+        "devices.B1.bridge.p2p_peers[1]",
+        "ESME",
         "a p2p peer must be a bridge",
     ),
     "bridge extends to an unknown device": Case(
-        "      extends_to: [GSME]\n  GSME:", "      extends_to: [GMSE]  # <-\n  GSME:", "devices.B2.bridge.extends_to[0]",
-        "GMSE", "names no device",
+        "      extends_to: [GSME]\n  GSME:",
+        "      extends_to: [GMSE]  # <-\n  GSME:",
+        "devices.B2.bridge.extends_to[0]",
+        "GMSE",
+        "names no device",
     ),
     "bridge extends to another bridge": Case(
-        "      extends_to: [GSME]\n  GSME:", "      extends_to: [B1]  # <-\n  GSME:", "devices.B2.bridge.extends_to[0]",
-        "B1", "not a bridge",
+        "      extends_to: [GSME]\n  GSME:",
+        "      extends_to: [B1]  # <-\n  GSME:",
+        "devices.B2.bridge.extends_to[0]",
+        "B1",
+        "not a bridge",
     ),
     "bridge extends to a device it does not carry": Case(
-        "      extends_to: [GSME]\n  GSME:", "      extends_to: [IHD]  # <-\n  GSME:", "devices.B2.bridge.extends_to[0]",
-        "IHD", "frames reach it without B2 (route: CH -> IHD)",
+        "      extends_to: [GSME]\n  GSME:",
+        "      extends_to: [IHD]  # <-\n  GSME:",
+        "devices.B2.bridge.extends_to[0]",
+        "IHD",
+        "frames reach it without B2 (route: CH -> IHD)",
     ),
     # -- parents and polling --
     "end device without a parent": Case(
-        "    parent: B2\n", "", "devices.GSME.parent", None, "is required for role sleepy_end_device", at="  GSME:"
+        "    parent: B2\n",
+        "",
+        "devices.GSME.parent",
+        None,
+        "is required for role sleepy_end_device",
+        at="  GSME:",
     ),
     "parent on a router": Case(
-        "    role: router\n  IHD:", "    role: router\n    parent: CH  # <-\n  IHD:", "devices.ESME.parent", "CH",
+        "    role: router\n  IHD:",
+        "    role: router\n    parent: CH  # <-\n  IHD:",
+        "devices.ESME.parent",
+        "CH",
         "is only for end devices",
     ),
     "parent that does not exist": Case(
         "    parent: B2\n", "    parent: B9  # <-\n", "devices.GSME.parent", "B9", "names no device"
     ),
     "parent that is an end device": Case(
-        "    parent: B2\n", "    parent: IHD  # <-\n", "devices.GSME.parent", "IHD",
+        "    parent: B2\n",
+        "    parent: IHD  # <-\n",
+        "devices.GSME.parent",
+        "IHD",
         "a parent must be a router or the coordinator",
     ),
     "parent without a radio link": Case(
-        "    parent: B2\n", "    parent: B1  # <-\n", "devices.GSME.parent", "B1",
+        "    parent: B2\n",
+        "    parent: B1  # <-\n",
+        "devices.GSME.parent",
+        "B1",
         "links has no radio link between GSME and B1",
     ),
     "parent that is the device itself": Case(
-        "    parent: B2\n", "    parent: GSME  # <-\n", "devices.GSME.parent", "GSME", "cannot be the device itself"
+        "    parent: B2\n",
+        "    parent: GSME  # <-\n",
+        "devices.GSME.parent",
+        "GSME",
+        "cannot be the device itself",
     ),
     "poll interval on a device that does not sleep": Case(
-        "    parent: CH\n", "    parent: CH\n    poll_interval: 7.5s  # <-\n", "devices.IHD.poll_interval", 7.5,
+        "    parent: CH\n",
+        "    parent: CH\n    poll_interval: 7.5s  # <-\n",
+        "devices.IHD.poll_interval",
+        7.5,
         "is only for sleepy_end_device",
     ),
     "fast poll slower than the poll": Case(
-        "    poll_interval: 7.5s", "    poll_interval: 7.5s\n    fast_poll_interval: 10s  # <-",
-        "devices.GSME.fast_poll_interval", 10.0, "must not be longer than poll_interval (7.5s)",
+        "    poll_interval: 7.5s",
+        "    poll_interval: 7.5s\n    fast_poll_interval: 10s  # <-",
+        "devices.GSME.fast_poll_interval",
+        10.0,
+        "must not be longer than poll_interval (7.5s)",
     ),
     # -- reachability --
     "device that cannot be reached from the coordinator": Case(
@@ -414,7 +541,12 @@ def test_broken_rule_names_file_line_field_and_value(tmp_path: Path, case: Case)
     with pytest.raises(BadInputError) as caught:
         load_testbed(path)
     error = caught.value
-    assert (error.file, error.line, error.field, error.value) == (str(path), _line(text, case.at), case.field, case.value)
+    assert (error.file, error.line, error.field, error.value) == (
+        str(path),
+        _line(text, case.at),
+        case.field,
+        case.value,
+    )
     message = str(error)
     assert case.says in message
     assert message.startswith(f"{path}:{error.line}: ")
@@ -430,7 +562,9 @@ def test_base_is_valid(tmp_path: Path) -> None:
 
 def test_several_peers_accepted(tmp_path: Path) -> None:
     text = BASE.replace("      p2p_peer: B2\n", "      p2p_peers: [B2, B3]\n").replace("links:\n", B3, 1)
-    text = text.replace("  - between: [B2, GSME]", "  - between: [B2, GSME]\n  - between: [B1, B3]\n    medium: p2p")
+    text = text.replace(
+        "  - between: [B2, GSME]", "  - between: [B2, GSME]\n  - between: [B1, B3]\n    medium: p2p"
+    )
     path = tmp_path / "premises.yaml"
     path.write_text(text)
     spec = load_testbed(path)
