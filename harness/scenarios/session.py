@@ -207,7 +207,7 @@ class OtaSession:
         self.recorder.frame(frame, hop_src=sender, hop_dst=receiver, medium=medium)
 
     def _on_device_log(self, virtual_time: float, device: str, line: str) -> None:
-        self.recorder.serial_line(device, f"{virtual_time:12.6f} {line}")
+        self.recorder.serial_line(device, line)
 
     @staticmethod
     def _ieee(ieee_bytes: bytes):  # type: ignore[no-untyped-def]

@@ -265,11 +265,12 @@ class Node:
         if dst is None:
             return False
         self._wake()
+        # A retransmission carries the same sequence number, so the receiver can drop the copy.
+        seq = self._next_mac_seq()
         try:
             for attempt in range(MAC_MAX_FRAME_RETRIES + 1):
                 if not self._running:
                     return False
-                seq = self._next_mac_seq()
                 frame = MacFrame(
                     frame_type=frame_type, seq=seq, dst_pan=self.me.pan_id, dst=dst, src=self.me.nwk,
                     ack_request=True, frame_pending=frame_pending, payload=payload,
