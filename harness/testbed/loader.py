@@ -26,6 +26,9 @@ from harness.testbed.model import SpecError, TestbedSpec
 
 Loc = tuple[str | int, ...]
 
+# Fields holding lists: an integer after one of these is an index, anywhere else a (numeric) key.
+_LIST_FIELDS = frozenset({"links", "between", "p2p_peers", "extends_to"})
+
 # A field may be written under either name; an error about one points at whichever the file used.
 _ALIASES = {"p2p_peer": "p2p_peers", "p2p_peers": "p2p_peer"}
 
@@ -202,12 +205,16 @@ def _describe(error: ErrorDetails, loc: Loc, cause: object) -> tuple[str, object
         return str(cause), cause.value
     if isinstance(cause, ValueError):
         return str(cause), value
+    if kind == "invalid_key" or (loc and loc[-1] == "[key]"):
+        return "must be a name (text); YAML read this key as a number or true/false, so quote it", value
     if kind == "missing":
         if loc and isinstance(loc[-1], int):
             return "must name exactly two devices, e.g. [CH, ESME]", None
         return f"is required: {_description(loc) or 'see docs/testbed.md'}", None
     if kind == "literal_error":
         return f"must be one of {error.get('ctx', {}).get('expected', '')}", value
+    if kind == "dict_type" and tuple(loc) == ("devices",):
+        return "must be a mapping of device names to their fields (type, ieee, nwk, ...)", value
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         fields = _fields_at(loc)
         hint = f" with fields {', '.join(fields)}" if fields else ""
@@ -309,14 +316,17 @@ def _child(node: yaml.Node, part: str | int) -> tuple[yaml.Node, int] | None:
 
 
 def _format_loc(loc: Sequence[str | int]) -> str:
+    """The dotted field path users see: ``devices.B2.nwk``, ``links[4].between[1]``."""
     text = ""
+    previous: str | int | None = None
     for part in loc:
         if part == "[key]":
             continue
-        if isinstance(part, int):
+        if isinstance(part, int) and previous in _LIST_FIELDS:
             text += f"[{part}]"
         else:
             text += f".{part}" if text else str(part)
+        previous = part
     return text
 
 
