@@ -229,6 +229,13 @@ CASES: dict[str, Case] = {
     "invalid device name": Case(
         "  ESME:\n", "  ESME meter:  # <-\n", "devices.ESME meter.name", "ESME meter", "must be a device name"
     ),
+    "device name that YAML reads as a number": Case(
+        "  ESME:\n",
+        "  1:  # <-\n",
+        "devices.1",
+        1,
+        "YAML read this key as a number or true/false, so quote it",
+    ),
     # -- identities --
     "name differs from its key": Case(
         "  GSME:\n    type: GSME",
@@ -591,6 +598,11 @@ def test_hex_text_and_compact_eui64_are_accepted(tmp_path: Path) -> None:
         (b"- CH\n- ESME\n", 1, "must hold a mapping of fields"),
         (b"name: caf\xe9\n", 1, "is not UTF-8 text"),
         (b"name: x\n  bad: indent\n", 2, "is not valid YAML"),
+        (
+            b"name: x\npan_id: 1\ndevices:\nlinks: []\n",
+            3,
+            "must be a mapping of device names to their fields",
+        ),
     ],
 )
 def test_unusable_files(tmp_path: Path, content: bytes, line: int | None, says: str) -> None:
