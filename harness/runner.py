@@ -133,5 +133,4 @@ def _status(record: RunRecord | None, robot_rc: int) -> int:
     if record is None or not record.tests:
         return 2 if robot_rc else 0
     verdicts = [Verdict(t.verdict) if t.verdict in Verdict.__members__ else Verdict.ERROR for t in record.tests]
-    bad_input = any(t.reason.startswith("bad testbed") for t in record.tests)
-    return exit_status(verdicts, bad_input=bad_input)
+    return exit_status(verdicts, bad_input=record.bad_input)

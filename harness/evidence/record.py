@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -65,7 +65,8 @@ def _build(cls: type[_T], data: object, where: str) -> _T:
     if not isinstance(data, dict):
         raise BadInputError(f"expected a JSON object, found {type(data).__name__}", field=where)
     known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    missing = [name for name in known if name not in data]
+    required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}  # type: ignore[arg-type]
+    missing = [name for name in required if name not in data]
     if missing:
         raise BadInputError(f"missing {', '.join(sorted(missing))}", field=where)
     # Unknown keys are ignored so an older harness can still read a newer record.
@@ -129,6 +130,8 @@ class RunRecord:
     command: str
     tests: list[TestRecord] = field(default_factory=list)
     transfers: list[TransferRecord] = field(default_factory=list)
+    bad_input: bool = False
+    """True when a step was refused for bad input (exit status 3): a file, option or device name."""
 
     def overall_verdict(self) -> str:
         """The run's verdict: the worst test verdict (see :data:`VERDICT_ORDER`).

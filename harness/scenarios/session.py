@@ -97,7 +97,6 @@ class OtaSession:
             testbed_sha256="", seed=seed if seed is not None else -1, started_wall=_utc_now(), ended_wall=None,
             command=command, tests=[], transfers=[],
         )
-        self.bad_input = False
         self.testbed: StartedTestbed | None = None
         self.spec: TestbedSpec | None = None
         self.hub: Hub | None = None
@@ -149,7 +148,7 @@ class OtaSession:
         """Classify an exception a step raised, record it, and say which verdict it leads to."""
         verdict = classify(exc)
         if isinstance(exc, BadInputError):
-            self.bad_input = True
+            self.record.bad_input = True
         self.note_verdict(VerdictResult(verdict, str(exc)))
         return verdict
 

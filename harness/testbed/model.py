@@ -288,6 +288,11 @@ class DeviceSpec(_Spec):
         default=0.25, description="for sleepy end devices: time between polls during an OTA transfer"
     )
     bridge: BridgeSpec | None = Field(default=None, description="bridge settings; required for B1..B4")
+    defects: tuple[str, ...] = Field(
+        default=(),
+        description="emulated testbeds only: firmware defects to switch on (see docs/testbed.md), "
+        "so a test can show a check catches them; empty for healthy firmware",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -20,6 +20,7 @@ from harness.errors import BadInputError
 from harness.power.driver import PowerDriver
 from harness.radio.virtual import VirtualControllerApplication
 from harness.testbed.model import DeviceSpec, TestbedSpec
+from testbeds.emulator.defects import DEFECTS, unknown_defects
 from testbeds.emulator.device import DeviceConfig
 from testbeds.emulator.premises import LinkConfig, Premises
 
@@ -51,6 +52,7 @@ def device_config(spec: DeviceSpec, testbed: TestbedSpec) -> DeviceConfig:
         parent=spec.parent,
         poll_interval=spec.poll_interval or 7.5,
         fast_poll_interval=spec.fast_poll_interval,
+        defects=frozenset(spec.defects),
     )
 
 
@@ -109,6 +111,15 @@ def start_testbed(
             value=spec.kind,
         )
     coordinator = spec.device(spec.radio.plays)
+    for device in spec.devices.values():
+        unknown = unknown_defects(device.defects)
+        if unknown:
+            raise BadInputError(
+                f"unknown defect {unknown[0]!r}; the emulator knows: {', '.join(sorted(DEFECTS))}",
+                file=str(spec.source) if spec.source else None,
+                field=f"devices.{device.name}.defects",
+                value=unknown[0],
+            )
     configs = [device_config(d, spec) for d in spec.devices.values()]
     links = [
         LinkConfig(

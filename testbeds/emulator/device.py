@@ -72,6 +72,7 @@ class DeviceConfig:
     fast_poll_interval: float = 0.25
     ota_max_data_size: int = 64
     ota_query_interval: float = 3600.0
+    defects: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -143,7 +144,7 @@ class EmulatedDevice:
             config=OtaClientConfig(
                 manufacturer_code=self.config.manufacturer_code, image_type=self.config.image_type,
                 hardware_version=self.config.hardware_version, max_data_size=self.config.ota_max_data_size,
-                query_interval=self.config.ota_query_interval,
+                query_interval=self.config.ota_query_interval, defects=self.config.defects,
             ),
             send=self._send_ota_command, reboot=self._reboot, log=self.log, rng=self.rng,
         )
@@ -170,6 +171,13 @@ class EmulatedDevice:
 
     def _booted(self) -> None:
         self._boot_timer = None
+        if "drops-off-after-upgrade" in self.config.defects and (
+            self.flash.running.file_version != self.config.firmware_version
+        ):
+            self.log("defect drops-off-after-upgrade: the new stack does not rejoin; radio silent")
+            if self.node is not None:
+                self.node.stop()
+            return
         self._announce()
         if self.ota is not None:
             self.ota.start()
@@ -322,8 +330,8 @@ class EmulatedDevice:
             return
         if frame.command_id == zcl.DEFAULT_RESPONSE:
             try:
-                command_id, status = frame.payload[0], frame.payload[1]
-            except IndexError:
+                command_id, status = zcl.decode_default_response(frame.payload)
+            except FrameError:
                 return
             ota.handle_default_response(command_id, status)
             return

@@ -5,7 +5,7 @@ Written from the ZigBee Cluster Library specification (ZCL rev 8, chapter 11 "OT
 numbers below are ZCL 8's, which match rev 7 for this chapter), independently of the harness's OTA
 server, so that neither can hide the other's mistakes. Nothing here imports the harness or zigpy.
 
-The client pulls an image the way the spec describes (§11.11 "OTA Upgrade Process"):
+The client pulls an image the way chapter 11 describes:
 
 1. Query Next Image Request (§11.13.4) at boot, every ``query_interval`` and after an Image Notify
    (§11.13.3); the server answers with Query Next Image Response (§11.13.5).
@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from .defects import SLOW_BLOCK_DELAY_S
 from .flash import DownloadMeta, Flash, FlashError
 from .ota_file import OTA_HEADER_MIN_LENGTH, OtaFileError, parse_header
 
@@ -355,7 +356,7 @@ class ImageBlockResponse:
 
     - SUCCESS: status, manufacturer code (uint16), image type (uint16), file version (uint32),
       file offset (uint32), data size (uint8), image data (data size bytes).
-    - WAIT_FOR_DATA (§11.13.8.2): status, current time (uint32, UTC seconds), request time (uint32,
+    - WAIT_FOR_DATA: status, current time (uint32, UTC seconds), request time (uint32,
       UTC seconds), [minimum block period (uint16, ms; added in ZCL 6)].
     - ABORT: status only.
     """
@@ -534,6 +535,8 @@ class OtaClientConfig:
     """Whether an offered file version lower than the running one is downloaded."""
     ieee: int | None = None
     """The device's IEEE address, to check a device-specific file's destination (§11.4.2.12)."""
+    defects: frozenset[str] = frozenset()
+    """Firmware defects switched on (see ``testbeds.emulator.defects``); empty for healthy firmware."""
 
 
 class _State(enum.Enum):
@@ -586,7 +589,8 @@ class OtaClient:
     def start(self) -> None:
         """Begin after boot: schedule the first query; resume a partial download or a pending upgrade.
 
-        RAM state starts afresh; what survives is in flash. If flash holds an image waiting for
+        RAM state is what the constructor or :meth:`stop` left: fresh. What survives is in flash.
+        If flash holds an image waiting for
         activation, the first step re-sends Upgrade End Request to learn the upgrade time
         (§11.13.9.6: the client may ask again); otherwise it sends Query Next Image Request and, if
         the server offers the image partly held in flash, continues at ``flash.download_offset``.
@@ -594,7 +598,6 @@ class OtaClient:
         if self._state is not _State.STOPPED:
             self._log("start ignored: already running")
             return
-        self._reset_ram()
         self._state = _State.IDLE
         meta = self._flash.download_meta
         if self._flash.pending_activation and meta is not None:
@@ -677,7 +680,7 @@ class OtaClient:
         """Act on a ZCL Default Response from the server to one of this client's requests.
 
         An Upgrade End Request answered with INVALID_IMAGE or ABORT makes the client throw the image
-        away (§11.13.9.4); an error for a query or a block request ends that attempt.
+        away (§11.13.9); an error for a query or a block request ends that attempt.
         """
         if self._state is _State.STOPPED or status == STATUS_SUCCESS:
             return
@@ -799,7 +802,7 @@ class OtaClient:
             return
         self._schedule("response", self._config.response_timeout, self._on_response_timeout)
 
-    # -- periodic query (§11.11, §11.13.4) -------------------------------------------------------
+    # -- periodic query (§11.13.4) ---------------------------------------------------------------
 
     def _on_periodic(self) -> None:
         self._schedule("periodic", self._config.query_interval, self._on_periodic)
@@ -823,7 +826,7 @@ class OtaClient:
         self._log(f"QNI -> server (current version 0x{req.file_version:08X})")
         self._issue(CMD_QUERY_NEXT_IMAGE_REQUEST, encode_query_next_image_request(req))
 
-    # -- Image Notify (§11.13.3.4 effect on receipt) -----------------------------------------------
+    # -- Image Notify (§11.13.3, effect on receipt) -----------------------------------------------
 
     def _on_image_notify(self, notify: ImageNotify) -> None:
         cfg = self._config
@@ -857,7 +860,7 @@ class OtaClient:
         if self._state is _State.IDLE:
             self._query()
 
-    # -- Query Next Image Response (§11.13.5.4 effect on receipt) -----------------------------------
+    # -- Query Next Image Response (§11.13.5, effect on receipt) -----------------------------------
 
     def _on_query_next_image_response(self, resp: QueryNextImageResponse) -> None:
         if self._state is not _State.QUERYING:
@@ -930,6 +933,9 @@ class OtaClient:
             self._state = _State.IDLE
             return
         offset = self._flash.download_offset
+        if "stalls-at-half" in self._config.defects and offset >= meta.image_size // 2:
+            self._log(f"defect stalls-at-half: no more block requests at offset {offset}")
+            return
         size = min(self._config.max_data_size, meta.image_size - offset)
         req = ImageBlockRequest(meta.manufacturer_code, meta.image_type, meta.file_version, offset, size)
         self._requested = (offset, size)
@@ -941,6 +947,8 @@ class OtaClient:
         """Next block request after ``at_least`` seconds, and no sooner than MinimumBlockPeriod
         (§11.10.10) after the previous request was sent."""
         delay = at_least
+        if "slow-block-requests" in self._config.defects:
+            delay = max(delay, SLOW_BLOCK_DELAY_S)
         if self._last_block_request_at is not None:
             since = self._loop.time() - self._last_block_request_at
             delay = max(delay, self.minimum_block_period_ms / 1000.0 - since)
@@ -955,7 +963,7 @@ class OtaClient:
             self._log("Image Block Response without a download; dropped")
             return
         if resp.status == STATUS_ABORT:
-            # §11.13.8.4: ABORT makes the client abandon the download.
+            # §11.13.8, effect on receipt: ABORT makes the client abandon the download.
             self._cancel("response")
             self._cancel("action")
             self._flash.discard_download()
@@ -964,8 +972,8 @@ class OtaClient:
             self._log("server aborted the download: image discarded; idle")
             return
         if resp.status == STATUS_WAIT_FOR_DATA:
-            # §11.13.8.2: retry at request time; a minimum block period in the payload updates
-            # the MinimumBlockPeriod attribute.
+            # §11.13.8, effect on receipt: retry at request time; a minimum block period in the
+            # payload updates the MinimumBlockPeriod attribute.
             self._cancel("response")
             self._requested = None
             self._retries = 0
@@ -1056,7 +1064,7 @@ class OtaClient:
         image = self._flash.downloaded_image()
         problem = self._verify(image, meta)
         if problem is not None:
-            # §11.13.9.4: report INVALID_IMAGE, throw the image away, keep running the old firmware.
+            # §11.13.9: report INVALID_IMAGE, throw the image away, keep running the old firmware.
             # No answer is awaited: the server acknowledges with a Default Response.
             self._log(f"verify FAILED: {problem}")
             self._flash.discard_download()
@@ -1079,6 +1087,8 @@ class OtaClient:
 
     def _verify(self, image: bytes, meta: DownloadMeta) -> str | None:
         """Why the downloaded file must not be installed, or None if it may be (§11.4.2)."""
+        if "rejects-valid-image" in self._config.defects:
+            return "defect rejects-valid-image: verification fails whatever the image"
         try:
             header = parse_header(image)
         except OtaFileError as exc:
@@ -1176,6 +1186,16 @@ class OtaClient:
             self._state = _State.IDLE
             return
         old = self._flash.running.file_version
+        if "never-reboots" in self._config.defects:
+            self._log("defect never-reboots: upgrade time reached, the device hangs")
+            self.stop()
+            return
+        if "no-version-change" in self._config.defects:
+            self._log("defect no-version-change: rebooting without installing the new image")
+            self._flash.discard_download()
+            self.stop()
+            self._reboot()
+            return
         try:
             self._flash.activate()
         except FlashError as exc:

@@ -214,9 +214,9 @@ def test_any_chunking_with_rewrites_reproduces_the_image(
     begin(flash, image)
     i = 0
     while flash.download_offset < len(image):
-        size = chunks[i % len(chunks)]
-        # sometimes go back a little (a re-sent block), never past the start
+        # sometimes go back a little (a re-sent block), never past the start; always make progress
         offset = max(0, flash.download_offset - rewinds[i % len(rewinds)] % 3 * 10)
+        size = flash.download_offset - offset + chunks[i % len(chunks)]
         flash.write_block(offset, image[offset : offset + size])
         i += 1
     assert flash.downloaded_image() == image

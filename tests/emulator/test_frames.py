@@ -111,8 +111,14 @@ def test_fcs_matches_bitwise_reference(length: int) -> None:
 # Frames with their FCS from scapy's regression tests (secdev/scapy, test/scapy/layers/dot15d4.uts:
 # "Dot15d4FCS - Beacon (without pending addresses)", "Dot15d4FCS - Coordinator Realignment (without
 # the channel page)" and "Advanced packets - dissection & FCS computation", ieee802_iphc).
-SCAPY_BEACON = b'\x00\x80\x89\xaa\x99\x00\x00\xff\xcf\x00\x00\x00"\x84\xfe\xca\xef\xbe\xed\xfe\xce\xfa\xff\xff\xff\x00X\xa4'
-SCAPY_COORD_REALIGN = b'#\xcc\x89\xff\xff\x88wfUD3"\x11\xaa\x99\xff\xee\xdd\xcc\xbb\xaa\x99\x88\x08\xaa\x99\xde\xc0\x14\xad\xde\\!'
+SCAPY_BEACON = (
+    b"\x00\x80\x89\xaa\x99\x00\x00\xff\xcf\x00\x00\x00\x22\x84\xfe\xca\xef\xbe\xed\xfe\xce\xfa\xff"
+    b"\xff\xff\x00\x58\xa4"
+)
+SCAPY_COORD_REALIGN = (
+    b"\x23\xcc\x89\xff\xff\x88\x77\x66\x55\x44\x33\x22\x11\xaa\x99\xff\xee\xdd\xcc\xbb\xaa\x99\x88"
+    b"\x08\xaa\x99\xde\xc0\x14\xad\xde\x5c\x21"
+)
 SCAPY_IPHC = (
     b"\x41\xcc\xb5\xcd\xab\x16\x15\x14\xfe\xff\x13\x12\x02\x55\x44\x33\xfe\xff\x22\x11\x02\x78\xf6"
     b"\x00\x06\x80\x00\x01\x00\x50\xc4\xfa\x00\x00\x01\xf7\x89\xf3\x02\x5f\x50\x18\x04\xc4\x48\x28"
@@ -298,7 +304,7 @@ def test_mac_decode_without_fcs_check() -> None:
     raw[-1] ^= 0xFF
     with pytest.raises(FrameError, match="bad FCS"):
         MacFrame.decode(bytes(raw))
-    assert MacFrame.decode(raw, check_fcs=False).payload == b"abc"  # bytearray accepted too
+    assert MacFrame.decode(raw, check_fcs=False).payload == b"abc"  # type: ignore[arg-type]  # bytearray too
 
 
 @pytest.mark.parametrize(

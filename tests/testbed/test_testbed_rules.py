@@ -599,8 +599,9 @@ def test_hex_text_and_compact_eui64_are_accepted(tmp_path: Path) -> None:
         (b"name: caf\xe9\n", 1, "is not UTF-8 text"),
         (b"name: x\n  bad: indent\n", 2, "is not valid YAML"),
         (
-            b"name: x\npan_id: 1\ndevices:\nlinks: []\n",
-            3,
+            b'name: x\npan_id: 1\nextended_pan_id: "000d6ffffe000000"\n'
+            b"radio: {plays: CH}\ndevices:\nlinks: []\n",
+            5,
             "must be a mapping of device names to their fields",
         ),
     ],

@@ -1,0 +1,39 @@
+"""Firmware defects an emulated device can be given, so every harness check can be shown to catch one.
+
+Each defect is modelled on a failure seen in the field (sources in ``shared/research/user-needs.md``).
+A testbed file switches them on per device (``defects: [no-version-change]``); the healthy firmware
+has none. The harness never reads this module: it only sees how the device behaves on air.
+"""
+
+from __future__ import annotations
+
+DEFECTS: dict[str, str] = {
+    "no-version-change": (
+        "reports a successful download and reboots, but keeps running the old image "
+        "(a 'success' that did not apply: z2m #5869, #6579, #25403)"
+    ),
+    "rejects-valid-image": (
+        "fails its own verification of every image and ends the download with INVALID_IMAGE "
+        "(INVALID_IMAGE at 97-100%: zigpy-ota #25, z2m #32843)"
+    ),
+    "stalls-at-half": (
+        "stops asking for blocks half way through the download (transfers stuck at X%: z2m #8858, #17705)"
+    ),
+    "never-reboots": (
+        "reaches its upgrade time, then hangs instead of restarting into the new image (z2m #18840)"
+    ),
+    "slow-block-requests": (
+        "waits 30 s between block requests, legal but slow (throttled clients take hours: z2m #22463)"
+    ),
+    "drops-off-after-upgrade": (
+        "after rebooting into the new image its stack never rejoins, so it falls silent "
+        "(the bridge a bad ZigBee stack upgrade knocks off the network)"
+    ),
+}
+
+SLOW_BLOCK_DELAY_S = 30.0
+
+
+def unknown_defects(names: list[str] | tuple[str, ...] | frozenset[str]) -> list[str]:
+    """The names in ``names`` that are not defects this emulator knows."""
+    return sorted(set(names) - DEFECTS.keys())
