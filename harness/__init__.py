@@ -1,3 +1,3 @@
-"""althan-ota-harness: hardware-in-the-loop test harness for ZigBee OTA updates of GB smart-metering HAN devices."""
+"""althan-ota-harness: hardware-in-the-loop tests of ZigBee OTA updates for GB smart-metering HAN devices."""
 
 __version__ = "0.1.0"

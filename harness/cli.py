@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -32,24 +31,56 @@ def fail_bad_input(exc: BadInputError) -> typer.Exit:
 
 @app.command()
 def run(
-    suites: Annotated[list[str] | None, typer.Argument(
-        help="Robot suite files or folders to run (default: suites/robot).", show_default=False)] = None,
-    testbed: Annotated[str | None, typer.Option(
-        "--testbed", "-t", help="Testbed file (default: the packaged testbeds/emulated.yaml).",
-        show_default=False)] = None,
-    out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Run folder to write (default: reports/<UTC timestamp>, with reports/latest "
-                            "pointing at it).", show_default=False)] = None,
-    seed: Annotated[int | None, typer.Option(
-        "--seed", help="Seed for the emulated testbed (default: the testbed file's seed); same seed, "
-                       "same timeline.", show_default=False)] = None,
-    include: Annotated[list[str] | None, typer.Option(
-        "--include", "-i", help="Run only tests with this tag (repeatable; Robot tag patterns).",
-        show_default=False)] = None,
-    exclude: Annotated[list[str] | None, typer.Option(
-        "--exclude", "-e", help="Skip tests with this tag (repeatable).", show_default=False)] = None,
-    progress: Annotated[bool, typer.Option(
-        "--progress/--no-progress", help="Show a progress bar per transfer.")] = True,
+    suites: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Robot suite files or folders to run (default: suites/robot).", show_default=False
+        ),
+    ] = None,
+    testbed: Annotated[
+        str | None,
+        typer.Option(
+            "--testbed",
+            "-t",
+            help="Testbed file (default: the packaged testbeds/emulated.yaml).",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Run folder to write (default: reports/<UTC timestamp>, with reports/latest "
+            "pointing at it).",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            help="Seed for the emulated testbed (default: the testbed file's seed); same seed, "
+            "same timeline.",
+            show_default=False,
+        ),
+    ] = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--include",
+            "-i",
+            help="Run only tests with this tag (repeatable; Robot tag patterns).",
+            show_default=False,
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", "-e", help="Skip tests with this tag (repeatable).", show_default=False),
+    ] = None,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar per transfer.")
+    ] = True,
 ) -> None:
     """Run Robot suites on a testbed and write evidence and reports to the run folder.
 
@@ -62,8 +93,15 @@ def run(
     from harness.runner import run_suites
 
     try:
-        result = run_suites(suites or [], testbed=testbed or default_testbed(), out=out, seed=seed,
-                            include=include or [], exclude=exclude or [], progress=progress)
+        result = run_suites(
+            suites or [],
+            testbed=testbed or default_testbed(),
+            out=out,
+            seed=seed,
+            include=include or [],
+            exclude=exclude or [],
+            progress=progress,
+        )
     except BadInputError as exc:
         raise fail_bad_input(exc) from None
     console = Console(stderr=True)
@@ -104,4 +142,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -26,17 +26,28 @@ import pytest
 from harness.scenarios.session import OtaSession
 
 KEYWORDS = (
-    "stop_testbed", "build_firmware_image", "load_firmware_image", "offer_firmware_image",
-    "wait_until_upgrade_completes", "firmware_version_should_be", "read_firmware_version",
-    "device_should_be_reachable", "cut_power", "restore_power", "power_cycle_device",
+    "stop_testbed",
+    "build_firmware_image",
+    "load_firmware_image",
+    "offer_firmware_image",
+    "wait_until_upgrade_completes",
+    "firmware_version_should_be",
+    "read_firmware_version",
+    "device_should_be_reachable",
+    "cut_power",
+    "restore_power",
+    "power_cycle_device",
 )
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Add the harness's command-line options."""
     group = parser.getgroup("harness", "althan-ota-harness")
-    group.addoption("--ht-testbed", default=None, help="testbed file (default: $HARNESS_TESTBED or the "
-                                                       "packaged testbeds/emulated.yaml)")
+    group.addoption(
+        "--ht-testbed",
+        default=None,
+        help="testbed file (default: $HARNESS_TESTBED or the packaged testbeds/emulated.yaml)",
+    )
     group.addoption("--ht-seed", type=int, default=None, help="seed for the emulated testbed")
     group.addoption("--ht-run-dir", default=None, help="folder for evidence (default: per-test tmp folder)")
 
@@ -58,7 +69,9 @@ def ota_session(request: pytest.FixtureRequest, tmp_path: Path) -> Generator[Ota
 
     configured = request.config.getoption("--ht-run-dir")
     run_dir = Path(configured) / request.node.name if configured else tmp_path / "run"
-    session = OtaSession(run_dir, seed=request.config.getoption("--ht-seed"), command=f"pytest {request.node.nodeid}")
+    session = OtaSession(
+        run_dir, seed=request.config.getoption("--ht-seed"), command=f"pytest {request.node.nodeid}"
+    )
     session.default_testbed = request.config.getoption("--ht-testbed") or default_testbed()  # type: ignore[attr-defined]
     session.begin_test(request.node.name, request.node.module.__name__ if request.node.module else "")
     yield session
@@ -77,14 +90,14 @@ def start_testbed(ota_session: OtaSession) -> Callable[..., None]:
     """`Start Testbed`: start the given (or default) testbed and wait until every device joined."""
 
     def start(file: str | os.PathLike[str] | None = None) -> None:
-        ota_session.start_testbed(file or ota_session.default_testbed)  # type: ignore[attr-defined]
+        ota_session.start_testbed(Path(file or ota_session.default_testbed))  # type: ignore[attr-defined]
 
     return start
 
 
 def _keyword_fixture(name: str) -> Any:
     def fixture(ota_session: OtaSession) -> Callable[..., Any]:
-        return getattr(ota_session, name)  # type: ignore[no-any-return]
+        return getattr(ota_session, name)
 
     fixture.__name__ = name
     fixture.__doc__ = f"The `{name.replace('_', ' ').title()}` keyword: {getattr(OtaSession, name).__doc__}"

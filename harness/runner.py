@@ -54,8 +54,11 @@ def resolve_suites(suites: Sequence[str]) -> list[str]:
     """The suites to run; a path that does not exist is bad input."""
     chosen = list(suites) or [s for s in DEFAULT_SUITES if Path(s).exists()]
     if not chosen:
-        raise BadInputError("no suite given and no suites/robot folder here; name a .robot file or folder",
-                            field="SUITE", value=str(Path.cwd()))
+        raise BadInputError(
+            "no suite given and no suites/robot folder here; name a .robot file or folder",
+            field="SUITE",
+            value=str(Path.cwd()),
+        )
     for suite in chosen:
         if not Path(suite).exists():
             raise BadInputError("no such suite file or folder", field="SUITE", value=suite)
@@ -84,7 +87,7 @@ def run_suites(
     console: str = "verbose",
 ) -> RunResult:
     """Run Robot suites on a testbed and write every report; returns the exit status to use."""
-    import robot
+    from robot.run import run as robot_run
 
     load_testbed(testbed)  # the plan is validated before anything is powered
     chosen = resolve_suites(suites)
@@ -104,12 +107,19 @@ def run_suites(
     if seed is None:
         os.environ.pop("HARNESS_SEED", None)
     try:
-        rc = robot.run(
+        rc = robot_run(
             *chosen,
-            outputdir=str(run_dir), output="output.xml", log="log.html", report="report.html",
-            xunit="junit.xml", include=list(include), exclude=list(exclude), console=console,
+            outputdir=str(run_dir),
+            output="output.xml",
+            log="log.html",
+            report="report.html",
+            xunit="junit.xml",
+            include=list(include),
+            exclude=list(exclude),
+            console=console,
             listener=[f"allure_robotframework;{run_dir / 'allure-results'}"],
-            stdout=sys.stdout, stderr=sys.stderr,
+            stdout=sys.stdout,
+            stderr=sys.stderr,
         )
     finally:
         for key, value in saved.items():
@@ -132,5 +142,7 @@ def _status(record: RunRecord | None, robot_rc: int) -> int:
         return 3
     if record is None or not record.tests:
         return 2 if robot_rc else 0
-    verdicts = [Verdict(t.verdict) if t.verdict in Verdict.__members__ else Verdict.ERROR for t in record.tests]
+    verdicts = [
+        Verdict(t.verdict) if t.verdict in Verdict.__members__ else Verdict.ERROR for t in record.tests
+    ]
     return exit_status(verdicts, bad_input=record.bad_input)

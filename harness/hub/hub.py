@@ -82,18 +82,21 @@ class Hub:
 
     def device(self, ieee: t.EUI64) -> zigpy.device.Device | None:
         """The zigpy device with this IEEE address, if it has joined."""
-        return self.app.devices.get(ieee)
+        device = self.app.devices.get(ieee)
+        return device if isinstance(device, zigpy.device.Device) else None
 
     async def wait_until_joined(self, ieee: t.EUI64, timeout: float) -> zigpy.device.Device:
         """Wait until the device has joined and zigpy has interviewed it (endpoints known)."""
-        device = self.app.devices.get(ieee)
+        device = self.device(ieee)
         if device is None or not device.is_initialized:
             future: asyncio.Future[zigpy.device.Device] = asyncio.get_running_loop().create_future()
             self._watcher.waiters.setdefault(ieee, []).append(future)
             try:
                 device = await asyncio.wait_for(future, timeout)
-            except asyncio.TimeoutError:
-                raise DeviceFault(f"device {ieee} did not join and answer the interview within {timeout:g}s") from None
+            except TimeoutError:
+                raise DeviceFault(
+                    f"device {ieee} did not join and answer the interview within {timeout:g}s"
+                ) from None
         if ieee not in self._announce_listeners:
             self._announce_listeners.add(ieee)
             device.zdo.add_listener(self._watcher)
@@ -120,12 +123,16 @@ class Hub:
         for _ in range(READ_ATTEMPTS):
             try:
                 success, failure = await cluster.read_attributes([attribute], allow_cache=False)
-            except (asyncio.TimeoutError, zigpy.exceptions.ZigbeeException) as exc:
+            except (TimeoutError, zigpy.exceptions.ZigbeeException) as exc:
                 last = exc
                 continue
             if attribute in success:
                 return success[attribute]
-            raise DeviceFault(f"{device.ieee} answered the read of {cluster.name}.{attribute} with "
-                              f"{failure.get(attribute)!r}")
-        raise DeviceFault(f"{device.ieee} did not answer a read of {cluster.name}.{attribute} "
-                          f"after {READ_ATTEMPTS} attempts ({last!r})")
+            raise DeviceFault(
+                f"{device.ieee} answered the read of {cluster.name}.{attribute} with "
+                f"{failure.get(attribute)!r}"
+            )
+        raise DeviceFault(
+            f"{device.ieee} did not answer a read of {cluster.name}.{attribute} "
+            f"after {READ_ATTEMPTS} attempts ({last!r})"
+        )

@@ -116,8 +116,9 @@ class OtaTransfer:
             (Ota.ServerCommandDefs.image_block.schema, self._image_block),
             (Ota.ServerCommandDefs.upgrade_end.schema, self._upgrade_end),
         ):
-            self._stack.enter_context(app.callback_for_response(src=self.device, filters=[schema()],
-                                                                callback=self._guard(handler)))
+            self._stack.enter_context(
+                app.callback_for_response(src=self.device, filters=[schema()], callback=self._guard(handler))
+            )
         # zigpy's own Ota cluster handler answers NO_IMAGE_AVAILABLE/ABORT unless told a transfer runs.
         self.device.ota_in_progress = True
         self._stack.callback(setattr, self.device, "ota_in_progress", False)
@@ -139,11 +140,12 @@ class OtaTransfer:
 
         return callback
 
-    async def _run(self, handler: Callable[[foundation.ZCLHeader, Any], Any], hdr: foundation.ZCLHeader,
-                   command: Any) -> None:
+    async def _run(
+        self, handler: Callable[[foundation.ZCLHeader, Any], Any], hdr: foundation.ZCLHeader, command: Any
+    ) -> None:
         try:
             await handler(hdr, command)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes evidence, not a log line
+        except Exception as exc:
             self.on_event("server-send-failed", {"device": self.name, "error": repr(exc)})
             LOGGER.info("%s: OTA server reply failed: %r", self.name, exc)
 
@@ -153,8 +155,11 @@ class OtaTransfer:
         self._stall = self.loop.call_later(self.policy.stall_timeout, self._stalled)
 
     def _stalled(self) -> None:
-        self._finish("stalled", f"no request from the device for {self.policy.stall_timeout:g}s "
-                                f"(last offset {self.outcome.last_offset} of {len(self.data)})")
+        self._finish(
+            "stalled",
+            f"no request from the device for {self.policy.stall_timeout:g}s "
+            f"(last offset {self.outcome.last_offset} of {len(self.data)})",
+        )
 
     def _finish(self, status: str, detail: str, device_status: int | None = None) -> None:
         if self.finished.done():
@@ -175,11 +180,14 @@ class OtaTransfer:
         if self.policy.minimum_block_period_ms:
             with contextlib.suppress(Exception):
                 await self.cluster.write_attributes(
-                    {"minimum_block_period": self.policy.minimum_block_period_ms})
+                    {"minimum_block_period": self.policy.minimum_block_period_ms}
+                )
         self.on_event("image-notify", {"device": self.name, "file_version": f"0x{header.file_version:08X}"})
         await self.cluster.image_notify(
             payload_type=Ota.ImageNotifyCommand.PayloadType.QueryJitter_ManufacturerCode_ImageType_NewFileVersion,
-            query_jitter=100, manufacturer_code=header.manufacturer_code, image_type=header.image_type,
+            query_jitter=100,
+            manufacturer_code=header.manufacturer_code,
+            image_type=header.image_type,
             new_file_version=header.file_version,
         )
 
@@ -193,37 +201,53 @@ class OtaTransfer:
         hw = getattr(cmd, "hardware_version", None)
         reason = ""
         if not self._matches(cmd.manufacturer_code, cmd.image_type):
-            reason = (f"device asks for manufacturer 0x{cmd.manufacturer_code:04X} image type "
-                      f"0x{cmd.image_type:04X}; image is 0x{header.manufacturer_code:04X}/0x{header.image_type:04X}")
-        elif hw is not None and header.minimum_hardware_version is not None and not (
-            header.minimum_hardware_version <= hw <= (header.maximum_hardware_version or 0xFFFF)
+            reason = (
+                f"device asks for manufacturer 0x{cmd.manufacturer_code:04X} image type "
+                f"0x{cmd.image_type:04X}; image is 0x{header.manufacturer_code:04X}/0x{header.image_type:04X}"
+            )
+        elif (
+            hw is not None
+            and header.minimum_hardware_version is not None
+            and not (header.minimum_hardware_version <= hw <= (header.maximum_hardware_version or 0xFFFF))
         ):
             reason = f"device hardware version {hw} outside the image's range"
-        self.on_event("query-next-image", {
-            "device": self.name, "current_file_version": f"0x{cmd.current_file_version:08X}",
-            "offered": not reason, "reason": reason,
-        })
+        self.on_event(
+            "query-next-image",
+            {
+                "device": self.name,
+                "current_file_version": f"0x{cmd.current_file_version:08X}",
+                "offered": not reason,
+                "reason": reason,
+            },
+        )
         if reason:
             await self.cluster.query_next_image_response(foundation.Status.NO_IMAGE_AVAILABLE, tsn=hdr.tsn)
             self._finish("refused", f"image not offered: {reason}")
             return
         await self.cluster.query_next_image_response(
-            foundation.Status.SUCCESS, manufacturer_code=header.manufacturer_code, image_type=header.image_type,
-            file_version=header.file_version, image_size=len(self.data), tsn=hdr.tsn,
+            foundation.Status.SUCCESS,
+            manufacturer_code=header.manufacturer_code,
+            image_type=header.image_type,
+            file_version=header.file_version,
+            image_size=len(self.data),
+            tsn=hdr.tsn,
         )
 
     async def _image_block(self, hdr: foundation.ZCLHeader, cmd: Any) -> None:
         self._rearm_stall()
         header = self.image.header
         offset = int(cmd.file_offset)
-        if not self._matches(cmd.manufacturer_code, cmd.image_type) or cmd.file_version != header.file_version:
+        if (
+            not self._matches(cmd.manufacturer_code, cmd.image_type)
+            or cmd.file_version != header.file_version
+        ):
             await self.cluster.image_block_response(foundation.Status.NO_IMAGE_AVAILABLE, tsn=hdr.tsn)
             return
         if offset >= len(self.data):
             await self.cluster.image_block_response(foundation.Status.MALFORMED_COMMAND, tsn=hdr.tsn)
             return
         size = min(int(cmd.maximum_data_size), self.policy.block_size)
-        block = self.data[offset:offset + size]
+        block = self.data[offset : offset + size]
         now = self.loop.time()
         self.outcome.blocks += 1
         if offset in self._served_offsets:
@@ -232,8 +256,13 @@ class OtaTransfer:
         self.outcome.last_offset = offset + len(block)
         self.outcome.offsets.append((now, offset))
         await self.cluster.image_block_response(
-            foundation.Status.SUCCESS, manufacturer_code=header.manufacturer_code, image_type=header.image_type,
-            file_version=header.file_version, file_offset=offset, image_data=block, tsn=hdr.tsn,
+            foundation.Status.SUCCESS,
+            manufacturer_code=header.manufacturer_code,
+            image_type=header.image_type,
+            file_version=header.file_version,
+            file_offset=offset,
+            image_data=block,
+            tsn=hdr.tsn,
         )
         if self.on_progress is not None:
             self.on_progress(TransferProgress(self.name, offset, len(block), len(self.data), now))
@@ -244,16 +273,22 @@ class OtaTransfer:
         status = foundation.Status(cmd.status)
         self.on_event("upgrade-end-request", {"device": self.name, "status": status.name})
         if status != foundation.Status.SUCCESS:
-            self._finish("device-reported-failure",
-                         f"device ended the download with status {status.name} (0x{int(status):02X})", int(status))
+            self._finish(
+                "device-reported-failure",
+                f"device ended the download with status {status.name} (0x{int(status):02X})",
+                int(status),
+            )
             return
         if self.policy.upgrade_time is None:
             upgrade_time = UPGRADE_WAIT_FOR_COMMAND
         else:
             upgrade_time = int(self.policy.upgrade_time)
         await self.cluster.upgrade_end_response(
-            manufacturer_code=header.manufacturer_code, image_type=header.image_type,
-            file_version=header.file_version, current_time=t.UTCTime(0), upgrade_time=t.UTCTime(upgrade_time),
+            manufacturer_code=header.manufacturer_code,
+            image_type=header.image_type,
+            file_version=header.file_version,
+            current_time=t.UTCTime(0),
+            upgrade_time=t.UTCTime(upgrade_time),
             tsn=hdr.tsn,
         )
         self._finish("upgrade-end-success", "device downloaded and verified the image", int(status))

@@ -20,6 +20,7 @@ import zigpy.exceptions
 import zigpy.state
 import zigpy.types as t
 import zigpy.zdo.types as zdo_t
+from zigpy.profiles import zha
 
 from testbeds.emulator.node import ApsIndication
 from testbeds.emulator.premises import CoordinatorRadio
@@ -33,8 +34,14 @@ AttachRadio = Callable[[Callable[[ApsIndication], None], Callable[[str], None]],
 class VirtualControllerApplication(zigpy.application.ControllerApplication):
     """zigpy's controller on the emulated coordinator radio (no serial port, same loop)."""
 
-    def __init__(self, config: dict[str, Any], *, attach: AttachRadio, network: zigpy.state.NetworkInfo,
-                 node: zigpy.state.NodeInfo) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        *,
+        attach: AttachRadio,
+        network: zigpy.state.NetworkInfo,
+        node: zigpy.state.NodeInfo,
+    ) -> None:
         super().__init__(config)
         self._attach = attach
         self._network = network
@@ -70,14 +77,19 @@ class VirtualControllerApplication(zigpy.application.ControllerApplication):
         await self.register_endpoints()
         coordinator = self.add_device(ieee=self._node.ieee, nwk=self._node.nwk)
         coordinator.node_desc = zdo_t.NodeDescriptor(
-            logical_type=zdo_t.LogicalType.Coordinator, mac_capability_flags=0x8E, manufacturer_code=0x0000,
-            maximum_buffer_size=82, maximum_incoming_transfer_size=82, server_mask=0x0041,
-            maximum_outgoing_transfer_size=82, descriptor_capability_field=0,
+            logical_type=zdo_t.LogicalType.Coordinator,
+            mac_capability_flags=0x8E,
+            manufacturer_code=0x0000,
+            maximum_buffer_size=82,
+            maximum_incoming_transfer_size=82,
+            server_mask=0x0041,
+            maximum_outgoing_transfer_size=82,
+            descriptor_capability_field=0,
         )
         endpoint = coordinator.add_endpoint(1)
         endpoint.status = zigpy.endpoint.Status.ZDO_INIT
         endpoint.profile_id = 0x0104
-        endpoint.device_type = 0x0005
+        endpoint.device_type = zha.DeviceType.CONFIGURATION_TOOL
         endpoint.add_input_cluster(0x0000)
         endpoint.add_output_cluster(0x0019)
         self.device_initialized(coordinator)
@@ -87,8 +99,9 @@ class VirtualControllerApplication(zigpy.application.ControllerApplication):
         self.state.network_info = self._network
         self.state.node_info = self._node
 
-    async def write_network_info(self, *, network_info: zigpy.state.NetworkInfo,
-                                 node_info: zigpy.state.NodeInfo) -> None:
+    async def write_network_info(
+        self, *, network_info: zigpy.state.NetworkInfo, node_info: zigpy.state.NodeInfo
+    ) -> None:
         """Take new network settings (zigpy's form_network); the emulated air follows the testbed."""
         self._network = network_info
         self._node = node_info
@@ -97,7 +110,7 @@ class VirtualControllerApplication(zigpy.application.ControllerApplication):
         """Forget the network settings."""
         self._network = zigpy.state.NetworkInfo()
 
-    async def force_remove(self, dev: zigpy.device.Device) -> None:  # type: ignore[name-defined]
+    async def force_remove(self, dev: zigpy.device.Device) -> None:
         """Nothing to do: the emulated coordinator keeps no child table for zigpy to clean."""
 
     async def add_endpoint(self, descriptor: zdo_t.SimpleDescriptor) -> None:
@@ -114,20 +127,30 @@ class VirtualControllerApplication(zigpy.application.ControllerApplication):
         """Send one zigpy packet through the emulated coordinator; raise DeliveryError if it fails."""
         if self._radio is None:
             raise zigpy.exceptions.DeliveryError("the emulated coordinator radio is off")
-        if packet.dst.addr_mode in (t.AddrMode.NWK, t.AddrMode.Broadcast):
-            dst = int(packet.dst.address)
-        elif packet.dst.addr_mode == t.AddrMode.IEEE:
-            dst = int(self.get_device(ieee=packet.dst.address).nwk)
+        target = packet.dst
+        if target is None:
+            raise zigpy.exceptions.DeliveryError("packet has no destination")
+        if target.addr_mode in (t.AddrMode.NWK, t.AddrMode.Broadcast):
+            dst = int(target.address)  # type: ignore[arg-type]
+        elif target.addr_mode == t.AddrMode.IEEE:
+            dst = int(self.get_device(ieee=target.address).nwk)  # type: ignore[arg-type]
         else:
-            raise zigpy.exceptions.DeliveryError(f"addressing mode {packet.dst.addr_mode!r} is not supported")
+            raise zigpy.exceptions.DeliveryError(f"addressing mode {target.addr_mode!r} is not supported")
         wants_ack = bool(packet.tx_options & t.TransmitOptions.ACK)
         delivered = await self._radio.send(
-            dst=dst, dst_endpoint=int(packet.dst_ep or 0), src_endpoint=int(packet.src_ep or 0),
-            profile=int(packet.profile_id or 0), cluster=int(packet.cluster_id), payload=bytes(packet.data.serialize()),
-            ack=wants_ack, extended_timeout=bool(packet.extended_timeout),
+            dst=dst,
+            dst_endpoint=int(packet.dst_ep or 0),
+            src_endpoint=int(packet.src_ep or 0),
+            profile=int(packet.profile_id or 0),
+            cluster=int(packet.cluster_id),
+            payload=bytes(packet.data.serialize()),
+            ack=wants_ack,
+            extended_timeout=bool(packet.extended_timeout),
         )
         if not delivered:
-            raise zigpy.exceptions.DeliveryError(f"no acknowledgement from 0x{dst:04X}", status=t.MACStatus.MAC_NO_ACK)
+            raise zigpy.exceptions.DeliveryError(
+                f"no acknowledgement from 0x{dst:04X}", status=t.MACStatus.MAC_NO_ACK
+            )
 
     def _on_aps_data(self, ind: ApsIndication) -> None:
         dst: t.AddrModeAddress
@@ -135,8 +158,17 @@ class VirtualControllerApplication(zigpy.application.ControllerApplication):
             dst = t.AddrModeAddress(addr_mode=t.AddrMode.Broadcast, address=t.BroadcastAddress(ind.dst_nwk))
         else:
             dst = t.AddrModeAddress(addr_mode=t.AddrMode.NWK, address=t.NWK(ind.dst_nwk))
-        self.packet_received(t.ZigbeePacket(
-            src=t.AddrModeAddress(addr_mode=t.AddrMode.NWK, address=t.NWK(ind.src_nwk)),
-            src_ep=ind.src_endpoint, dst=dst, dst_ep=ind.dst_endpoint, profile_id=ind.profile,
-            cluster_id=ind.cluster, data=t.SerializableBytes(ind.payload), lqi=255, rssi=-40,
-        ))
+        self.packet_received(
+            t.ZigbeePacket(
+                src=t.AddrModeAddress(addr_mode=t.AddrMode.NWK, address=t.NWK(ind.src_nwk)),
+                src_ep=t.uint8_t(ind.src_endpoint),
+                dst=dst,
+                dst_ep=t.uint8_t(ind.dst_endpoint),
+                profile_id=t.uint16_t(ind.profile),
+                cluster_id=t.uint16_t(ind.cluster),
+                data=t.SerializableBytes(ind.payload),
+                # The emulated medium has no RF model yet: report a strong, clean link.
+                lqi=t.uint8_t(255),
+                rssi=t.int8s(-40),
+            )
+        )

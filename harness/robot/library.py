@@ -123,8 +123,12 @@ class OtaLibrary:
     # ---------------------------------------------------------------------------- session
     def _session(self) -> OtaSession:
         if self._ota is None:
-            self._ota = OtaSession(self._run_dir(), seed=_env_int("HARNESS_SEED"), progress=self._progress(),
-                                   command=os.environ.get("HARNESS_COMMAND", "robot"))
+            self._ota = OtaSession(
+                self._run_dir(),
+                seed=_env_int("HARNESS_SEED"),
+                progress=self._progress(),
+                command=os.environ.get("HARNESS_COMMAND", "robot"),
+            )
         return self._ota
 
     @staticmethod
@@ -182,8 +186,14 @@ class OtaLibrary:
     # ----------------------------------------------------------------------------- images
     @keyword
     @_classified
-    def build_firmware_image(self, device: str, version: str, size: str = "200KiB",
-                             stack_version: int | None = None, form: str = "zigbee") -> str:
+    def build_firmware_image(
+        self,
+        device: str,
+        version: str,
+        size: str = "200KiB",
+        stack_version: int | None = None,
+        form: str = "zigbee",
+    ) -> str:
         """Builds an OTA image for ``device`` and returns the path of the file.
 
         The image carries the device's manufacturer code and image type from the testbed file,
@@ -226,7 +236,8 @@ class OtaLibrary:
     @keyword
     @_classified
     def wait_until_upgrade_completes(self, device: str, budget: str = "2h", expect: str = "PASS") -> str:
-        """Waits until ``device`` runs the offered image, at most ``budget`` of testbed time; returns the verdict.
+        """Waits up to ``budget`` (testbed time) until ``device`` runs the offered image; returns the verdict.
+
 
         PASS when the device downloaded and verified the image, activated it, rebooted and reports
         the new version over ZigBee. FAIL when it refused the image, reported an error, stopped
@@ -302,7 +313,8 @@ class OtaLibrary:
     @keyword
     @_classified
     def power_cycle_device(self, device: str, off_time: str = "5s") -> None:
-        """Cuts the power of ``device``, waits ``off_time`` of testbed time, restores it and waits for it to rejoin.
+        """Cuts the power of ``device``, waits ``off_time`` (testbed time), restores it, awaits the rejoin.
+
 
         | `Power Cycle Device` | B1 |
         | `Power Cycle Device` | B1 | off_time=1min |

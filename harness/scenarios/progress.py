@@ -70,8 +70,12 @@ class RichProgress:
         # Robot Framework captures sys.stdout while keywords run; the bars go to the real terminal.
         self.console = console or Console(file=sys.__stderr__)
         self._progress = Progress(
-            TextColumn("[bold]{task.description:>8}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
-            _RatesColumn(), console=self.console, transient=False,
+            TextColumn("[bold]{task.description:>8}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"),
+            _RatesColumn(),
+            console=self.console,
+            transient=False,
         )
         self._tasks: dict[str, TaskID] = {}
         self._running = False
@@ -82,7 +86,11 @@ class RichProgress:
             self._progress.start()
             self._running = True
         self._tasks[device] = self._progress.add_task(
-            device, total=total, blocks=0, wall_start=time.monotonic(), virtual_start=virtual_time,
+            device,
+            total=total,
+            blocks=0,
+            wall_start=time.monotonic(),
+            virtual_start=virtual_time,
             virtual_now=virtual_time,
         )
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import looptime
+import zigpy.types as t
 
 from harness import __version__
 from harness.errors import BadInputError, BenchError, DeviceFault, HarnessError
@@ -31,11 +32,12 @@ from harness.evidence.recorder import Recorder
 from harness.hub.hub import Hub
 from harness.hub.ota_server import OtaServerPolicy, OtaTransfer, TransferOutcome, TransferProgress
 from harness.ota.image import OtaImage, build_image_of_total_size, load_image
+from harness.power.driver import PowerDriver
 from harness.scenarios.progress import NoProgress, ProgressSink
 from harness.scenarios.values import format_version, parse_budget, parse_size, parse_version
 from harness.scenarios.verdicts import Verdict, VerdictResult, classify, worst
 from harness.testbed.loader import load_testbed
-from harness.testbed.model import TestbedSpec
+from harness.testbed.model import DeviceSpec, TestbedSpec
 from harness.testbed.starter import StartedTestbed, start_testbed
 
 LOGGER = logging.getLogger(__name__)
@@ -88,14 +90,23 @@ class OtaSession:
         self.seed = seed
         self.progress = progress or NoProgress()
         self.policy = policy or OtaServerPolicy()
-        # No real I/O waits on the emulated testbed, so time may jump at once (looptime idles 42 cycles by default).
+        # Nothing waits on real I/O on the emulated testbed, so time may jump at once
+        # (looptime otherwise idles 42 loop cycles before each jump).
         self.loop = looptime.new_event_loop(start=0.0, noop_cycles=0)
         self.wall_start = time.time()
         self.recorder = Recorder(self.run_dir, virtual_clock=self.loop.time)
         self.record = RunRecord(
-            run_id=self.run_dir.name, harness_version=__version__, testbed_name="", testbed_file="",
-            testbed_sha256="", seed=seed if seed is not None else -1, started_wall=_utc_now(), ended_wall=None,
-            command=command, tests=[], transfers=[],
+            run_id=self.run_dir.name,
+            harness_version=__version__,
+            testbed_name="",
+            testbed_file="",
+            testbed_sha256="",
+            seed=seed if seed is not None else -1,
+            started_wall=_utc_now(),
+            ended_wall=None,
+            command=command,
+            tests=[],
+            transfers=[],
         )
         self.testbed: StartedTestbed | None = None
         self.spec: TestbedSpec | None = None
@@ -125,15 +136,24 @@ class OtaSession:
             raise BenchError("no testbed is running: call Start Testbed first")
         return self.testbed, self.spec, self.hub
 
-    def _device_spec(self, name: str):  # type: ignore[no-untyped-def]
+    def _device_spec(self, name: str) -> DeviceSpec:
         _, spec, _ = self._require()
         return spec.device(name)
 
     # ------------------------------------------------------------------------- test records
     def begin_test(self, name: str, suite: str) -> None:
         """Start recording a test case (Robot listener / pytest hook call this)."""
-        self._test = _TestState(TestRecord(name=name, suite=suite, verdict="RUNNING", reason="",
-                                           started_wall=_utc_now(), ended_wall=None, evidence=[]))
+        self._test = _TestState(
+            TestRecord(
+                name=name,
+                suite=suite,
+                verdict="RUNNING",
+                reason="",
+                started_wall=_utc_now(),
+                ended_wall=None,
+                evidence=[],
+            )
+        )
         self.record.tests.append(self._test.record)
         self._event("test-started", test=name, suite=suite)
         self._save_record()
@@ -209,9 +229,7 @@ class OtaSession:
         self.recorder.serial_line(device, line)
 
     @staticmethod
-    def _ieee(ieee_bytes: bytes):  # type: ignore[no-untyped-def]
-        import zigpy.types as t
-
+    def _ieee(ieee_bytes: bytes) -> t.EUI64:
         return t.EUI64(ieee_bytes)
 
     def stop_testbed(self) -> None:
@@ -266,16 +284,26 @@ class OtaSession:
         if form not in ("zigbee", "gbcs"):
             raise BadInputError("must be 'zigbee' or 'gbcs'", field="form", value=form)
         image = build_image_of_total_size(
-            total, manufacturer_code=spec.manufacturer_code, image_type=spec.image_type,
-            file_version=file_version, stack_version=spec.stack_version if stack_version is None else stack_version,
-            header_string=f"{spec.type} {format_version(file_version).split()[0]}", form=form,
+            total,
+            manufacturer_code=spec.manufacturer_code,
+            image_type=spec.image_type,
+            file_version=file_version,
+            stack_version=spec.stack_version if stack_version is None else stack_version,
+            header_string=f"{spec.type} {format_version(file_version).split()[0]}",
+            form=form,
             seed=file_version ^ (spec.image_type << 32),
         )
         data = image.serialize()
         path = self.recorder.add_image(data, f"{device}-0x{file_version:08X}.{form}.ota")
         self.images[str(path)] = image
-        self._event("image-built", device=device, path=str(path), file_version=f"0x{file_version:08X}",
-                    size=len(data), form=form)
+        self._event(
+            "image-built",
+            device=device,
+            path=str(path),
+            file_version=f"0x{file_version:08X}",
+            size=len(data),
+            form=form,
+        )
         return path
 
     def load_firmware_image(self, path: str | Path) -> Path:
@@ -300,7 +328,9 @@ class OtaSession:
         self._device_spec(device)
         ota_image = self._image(image)
         if device in self.running and self.running[device].task and not self.running[device].task.done():  # type: ignore[union-attr]
-            raise BadInputError("already has a transfer running; wait for it first", field="device", value=device)
+            raise BadInputError(
+                "already has a transfer running; wait for it first", field="device", value=device
+            )
         self.run(self._offer(device, ota_image, Path(image)))
 
     async def _offer(self, device: str, image: OtaImage, path: Path) -> None:
@@ -312,20 +342,51 @@ class OtaSession:
         from_version = await hub.read_ota_attribute(zdev, "current_file_version")
         data = image.serialize()
         record = TransferRecord(
-            device=device, image_file=str(path.relative_to(self.run_dir)) if path.is_relative_to(self.run_dir) else str(path),
-            image_sha256=_sha256(data), image_size=len(data), from_version=int(from_version),
-            to_version=image.header.file_version, block_size=self.policy.block_size, blocks=0, retries=0,
-            started_virtual_s=self.loop.time(), ended_virtual_s=None, started_wall=_utc_now(), ended_wall=None,
-            last_offset=0, verdict="RUNNING", reason="offered",
+            device=device,
+            image_file=str(path.relative_to(self.run_dir))
+            if path.is_relative_to(self.run_dir)
+            else str(path),
+            image_sha256=_sha256(data),
+            image_size=len(data),
+            from_version=int(from_version),
+            to_version=image.header.file_version,
+            block_size=self.policy.block_size,
+            blocks=0,
+            retries=0,
+            started_virtual_s=self.loop.time(),
+            ended_virtual_s=None,
+            started_wall=_utc_now(),
+            ended_wall=None,
+            last_offset=0,
+            verdict="RUNNING",
+            reason="offered",
         )
         self.record.transfers.append(record)
-        transfer = OtaTransfer(zdev, device, image, self.policy, on_progress=self._on_progress,
-                               on_event=lambda what, detail: self._event(what, **detail))
-        running = _Running(device=device, image=image, image_path=path, from_version=int(from_version),
-                           transfer=transfer, record=record, progressed_at=self.loop.time())
+        transfer = OtaTransfer(
+            zdev,
+            device,
+            image,
+            self.policy,
+            on_progress=self._on_progress,
+            on_event=lambda what, detail: self._event(what, **detail),
+        )
+        running = _Running(
+            device=device,
+            image=image,
+            image_path=path,
+            from_version=int(from_version),
+            transfer=transfer,
+            record=record,
+            progressed_at=self.loop.time(),
+        )
         self.running[device] = running
-        self._event("offer", device=device, from_version=f"0x{int(from_version):08X}",
-                    to_version=f"0x{image.header.file_version:08X}", image=record.image_file)
+        self._event(
+            "offer",
+            device=device,
+            from_version=f"0x{int(from_version):08X}",
+            to_version=f"0x{image.header.file_version:08X}",
+            image=record.image_file,
+        )
         self.progress.started(device, len(data), self.loop.time())
         transfer.__enter__()
         running.task = self.loop.create_task(self._serve(running))
@@ -356,7 +417,9 @@ class OtaSession:
         self._device_spec(device)
         running = self.running.get(device)
         if running is None:
-            raise BadInputError("has no transfer to wait for; offer an image first", field="device", value=device)
+            raise BadInputError(
+                "has no transfer to wait for; offer an image first", field="device", value=device
+            )
         result = self.run(self._wait(running, seconds))
         self._conclude(running, result)
         return result
@@ -367,13 +430,17 @@ class OtaSession:
         deadline = self.loop.time() + budget
         try:
             outcome = await asyncio.wait_for(asyncio.shield(running.task), budget)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             since = self.loop.time() - running.progressed_at
-            detail = (f"budget of {budget:g}s spent at offset {running.record.last_offset} of "
-                      f"{running.record.image_size}")
+            detail = (
+                f"budget of {budget:g}s spent at offset {running.record.last_offset} of "
+                f"{running.record.image_size}"
+            )
             if since < self.policy.stall_timeout:
-                return VerdictResult(Verdict.INCONCLUSIVE, f"{detail}; the device was still progressing "
-                                                             f"({since:.1f}s since its last block)")
+                return VerdictResult(
+                    Verdict.INCONCLUSIVE,
+                    f"{detail}; the device was still progressing ({since:.1f}s since its last block)",
+                )
             return VerdictResult(Verdict.FAIL, f"{detail}; no progress for {since:.1f}s")
         running.record.retries = outcome.repeated_blocks
         if outcome.status != "upgrade-end-success":
@@ -383,22 +450,30 @@ class OtaSession:
         announced = hub.announce_waiter(ieee)
         remaining = max(deadline - self.loop.time(), 1.0)
         if self.policy.upgrade_time is None:
-            return VerdictResult(Verdict.PASS, "image downloaded and verified; activation waits for a command")
+            return VerdictResult(
+                Verdict.PASS, "image downloaded and verified; activation waits for a command"
+            )
         try:
             await asyncio.wait_for(announced, min(remaining, REBOOT_BUDGET_S + self.policy.upgrade_time))
-        except asyncio.TimeoutError:
-            return VerdictResult(Verdict.FAIL, "the device accepted the image but did not reboot and "
-                                               "announce itself within the budget")
+        except TimeoutError:
+            return VerdictResult(
+                Verdict.FAIL,
+                "the device accepted the image but did not reboot and announce itself within the budget",
+            )
         zdev = hub.device(ieee)
         if zdev is None:
             return VerdictResult(Verdict.FAIL, "the device left the network after its reboot")
         version = int(await hub.read_ota_attribute(zdev, "current_file_version"))
         expected = running.image.header.file_version
         if version != expected:
-            return VerdictResult(Verdict.FAIL, f"the device rebooted but runs {format_version(version)}, "
-                                               f"not the offered {format_version(expected)}")
-        return VerdictResult(Verdict.PASS, f"upgraded from {format_version(running.from_version)} to "
-                                           f"{format_version(version)}")
+            return VerdictResult(
+                Verdict.FAIL,
+                f"the device rebooted but runs {format_version(version)}, "
+                f"not the offered {format_version(expected)}",
+            )
+        return VerdictResult(
+            Verdict.PASS, f"upgraded from {format_version(running.from_version)} to {format_version(version)}"
+        )
 
     def _conclude(self, running: _Running, result: VerdictResult) -> None:
         record = running.record
@@ -407,8 +482,13 @@ class OtaSession:
         record.ended_virtual_s = self.loop.time()
         record.ended_wall = _utc_now()
         self.progress.finished(running.device, str(result.verdict))
-        self.note_verdict(VerdictResult(result.verdict, f"{running.device}: {result.reason}",
-                                        ("evidence/air.pcap", "timeline.parquet", record.image_file)))
+        self.note_verdict(
+            VerdictResult(
+                result.verdict,
+                f"{running.device}: {result.reason}",
+                ("evidence/air.pcap", "timeline.parquet", record.image_file),
+            )
+        )
         self._save_record()
 
     # ---------------------------------------------------------------------------- reading
@@ -441,7 +521,12 @@ class OtaSession:
         if zdev is None:
             raise DeviceFault(f"{device} is not on the network")
         model = await hub.read_basic_attribute(zdev, "model")
-        self._event("reachable", device=device, model=str(model), route=" -> ".join(spec.route(spec.radio.plays, device)))
+        self._event(
+            "reachable",
+            device=device,
+            model=str(model),
+            route=" -> ".join(spec.route(spec.radio.plays, device)),
+        )
 
     # ------------------------------------------------------------------------------ power
     def cut_power(self, device: str) -> None:
@@ -462,7 +547,7 @@ class OtaSession:
         power = self._power(device)
         self.run(self._cycle(device, power, seconds))
 
-    async def _cycle(self, device: str, power: Any, off_time: float) -> None:
+    async def _cycle(self, device: str, power: PowerDriver, off_time: float) -> None:
         _, spec, hub = self._require()
         self._event("power-cut", device=device)
         await power.cut()
@@ -472,16 +557,21 @@ class OtaSession:
         await power.restore()
         try:
             await asyncio.wait_for(announced, REBOOT_BUDGET_S)
-        except asyncio.TimeoutError:
-            raise DeviceFault(f"{device} did not announce itself within {REBOOT_BUDGET_S:g}s of power-up") from None
+        except TimeoutError:
+            raise DeviceFault(
+                f"{device} did not announce itself within {REBOOT_BUDGET_S:g}s of power-up"
+            ) from None
 
-    def _power(self, device: str):  # type: ignore[no-untyped-def]
+    def _power(self, device: str) -> PowerDriver:
         testbed, spec, _ = self._require()
         spec.device(device)
         power = testbed.power.get(device)
         if power is None:
-            raise BadInputError("has no power switch on this testbed (the hub's own CH cannot be switched)",
-                                field="device", value=device)
+            raise BadInputError(
+                "has no power switch on this testbed (the hub's own CH cannot be switched)",
+                field="device",
+                value=device,
+            )
         return power
 
     # ------------------------------------------------------------------------------ status

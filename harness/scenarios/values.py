@@ -7,7 +7,16 @@ import re
 from harness.errors import BadInputError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|k|mb|mib|m)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {None: 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "mb": 1000**2, "mib": 1024**2}
+_SIZE_UNITS = {
+    None: 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+}
 
 
 def parse_version(value: str | int, *, field: str = "version") -> int:
@@ -25,8 +34,9 @@ def parse_version(value: str | int, *, field: str = "version") -> int:
             else:
                 number = int(text, 0)
         except ValueError:
-            raise BadInputError("is not a firmware version; write 0x01020000, 16908288 or 1.2.0.0",
-                                field=field, value=value) from None
+            raise BadInputError(
+                "is not a firmware version; write 0x01020000, 16908288 or 1.2.0.0", field=field, value=value
+            ) from None
     if not 0 <= number <= 0xFFFFFFFF:
         raise BadInputError("does not fit the 32-bit OTA file version", field=field, value=value)
     return number

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from harness.errors import BadInputError, BenchError, DeviceFault, Inconclusive
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     """What a check concluded.
 
     - PASS: the device did what it must.
@@ -21,9 +21,6 @@ class Verdict(str, enum.Enum):
     FAIL = "FAIL"
     ERROR = "ERROR"
     INCONCLUSIVE = "INCONCLUSIVE"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 # Worst first: a run with any ERROR is an ERROR run (its FAILs may be the bench's doing).

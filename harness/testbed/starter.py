@@ -22,7 +22,7 @@ from harness.radio.virtual import VirtualControllerApplication
 from harness.testbed.model import DeviceSpec, TestbedSpec
 from testbeds.emulator.defects import DEFECTS, unknown_defects
 from testbeds.emulator.device import DeviceConfig
-from testbeds.emulator.premises import LinkConfig, Premises
+from testbeds.emulator.premises import CoordinatorRadio, LinkConfig, Premises
 
 FrameSink = Callable[[bytes, str, str, str], None]
 """Receives every frame on air: (frame, sender, intended receiver or '*', medium kind)."""
@@ -136,12 +136,12 @@ def start_testbed(
         power[name] = EmulatedPower(premises, name)
 
     network = zigpy.state.NetworkInfo(
-        extended_pan_id=t.ExtendedPanId.convert(spec.extended_pan_id),
+        extended_pan_id=t.ExtendedPanId(t.EUI64.convert(spec.extended_pan_id)),
         pan_id=t.PanId(spec.pan_id),
-        channel=spec.channel,
-        channel_mask=t.Channels.from_channel_list([spec.channel]),
+        channel=t.uint8_t(spec.channel),
+        channel_mask=t.Channels(1 << spec.channel),
         nwk_manager_id=t.NWK(0x0000),
-        security_level=5,
+        security_level=t.uint8_t(5),
     )
     node = zigpy.state.NodeInfo(
         nwk=t.NWK(coordinator.nwk),
@@ -151,7 +151,7 @@ def start_testbed(
         manufacturer="althan-ota-harness",
     )
 
-    def attach(on_data: Callable[..., None], log: Callable[[str], None]):  # type: ignore[no-untyped-def]
+    def attach(on_data: Callable[..., None], log: Callable[[str], None]) -> CoordinatorRadio:
         return premises.attach_coordinator(coordinator.name, on_data, log)
 
     app = VirtualControllerApplication(

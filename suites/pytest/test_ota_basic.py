@@ -7,8 +7,12 @@ IMAGE_SIZE = "200KiB"
 
 
 def test_bridge_pair_and_gas_meter_upgrade(
-    start_testbed, build_firmware_image, offer_firmware_image, wait_until_upgrade_completes,
-    firmware_version_should_be, device_should_be_reachable,
+    start_testbed,
+    build_firmware_image,
+    offer_firmware_image,
+    wait_until_upgrade_completes,
+    firmware_version_should_be,
+    device_should_be_reachable,
 ):
     """B2 through B1, then B1, then the sleepy GSME through both; each version read back over ZigBee."""
     start_testbed()

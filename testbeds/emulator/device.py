@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from testbeds.emulator import zcl_types as zcl
 from testbeds.emulator import zdo
@@ -103,7 +104,9 @@ class EmulatedDevice:
         self.addresses = addresses
         self.routes = routes
         self.rng = rng
-        self.flash = Flash(factory_version=config.firmware_version, factory_stack_version=config.stack_version)
+        self.flash = Flash(
+            factory_version=config.firmware_version, factory_stack_version=config.stack_version
+        )
         self.log_book = log or DeviceLog()
         self.powered = False
         self.boots = 0
@@ -131,22 +134,39 @@ class EmulatedDevice:
         running = self.flash.running
         self.log(f"boot #{self.boots}: firmware 0x{running.file_version:08X} stack {running.stack_version}")
         identity = NodeIdentity(
-            name=self.config.name, nwk=self.config.nwk, ieee=self.config.ieee, pan_id=self.config.pan_id,
-            role=self.config.role, parent=self.config.parent,
+            name=self.config.name,
+            nwk=self.config.nwk,
+            ieee=self.config.ieee,
+            pan_id=self.config.pan_id,
+            role=self.config.role,
+            parent=self.config.parent,
         )
         self.node = Node(
-            loop=self.loop, medium=self.medium, identity=identity, addresses=self.addresses,
-            routes=self.routes, rng=self.rng, on_data=self._on_data, log=self.log,
+            loop=self.loop,
+            medium=self.medium,
+            identity=identity,
+            addresses=self.addresses,
+            routes=self.routes,
+            rng=self.rng,
+            on_data=self._on_data,
+            log=self.log,
             poll_interval=self._poll_interval,
         )
         self.ota = OtaClient(
-            loop=self.loop, flash=self.flash,
+            loop=self.loop,
+            flash=self.flash,
             config=OtaClientConfig(
-                manufacturer_code=self.config.manufacturer_code, image_type=self.config.image_type,
-                hardware_version=self.config.hardware_version, max_data_size=self.config.ota_max_data_size,
-                query_interval=self.config.ota_query_interval, defects=self.config.defects,
+                manufacturer_code=self.config.manufacturer_code,
+                image_type=self.config.image_type,
+                hardware_version=self.config.hardware_version,
+                max_data_size=self.config.ota_max_data_size,
+                query_interval=self.config.ota_query_interval,
+                defects=self.config.defects,
             ),
-            send=self._send_ota_command, reboot=self._reboot, log=self.log, rng=self.rng,
+            send=self._send_ota_command,
+            reboot=self._reboot,
+            log=self.log,
+            rng=self.rng,
         )
         self.node.start()
         self._boot_timer = self.loop.call_later(BOOT_TIME_S, self._booted)
@@ -197,8 +217,8 @@ class EmulatedDevice:
         return self.config.poll_interval
 
     # ------------------------------------------------------------------------------- sending
-    def _spawn(self, coro: object) -> None:
-        task = self.loop.create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -206,30 +226,64 @@ class EmulatedDevice:
         self._zcl_tsn = (self._zcl_tsn + 1) & 0xFF
         return self._zcl_tsn
 
-    def _send(self, *, dst: int, dst_endpoint: int, profile: int, cluster: int, payload: bytes,
-              src_endpoint: int = APP_ENDPOINT, ack: bool = True) -> None:
+    def _send(
+        self,
+        *,
+        dst: int,
+        dst_endpoint: int,
+        profile: int,
+        cluster: int,
+        payload: bytes,
+        src_endpoint: int = APP_ENDPOINT,
+        ack: bool = True,
+    ) -> None:
         if self.node is None:
             return
-        self._spawn(self.node.aps_send(
-            dst=dst, dst_endpoint=dst_endpoint, src_endpoint=src_endpoint, profile=profile,
-            cluster=cluster, payload=payload, ack=ack,
-        ))
+        self._spawn(
+            self.node.aps_send(
+                dst=dst,
+                dst_endpoint=dst_endpoint,
+                src_endpoint=src_endpoint,
+                profile=profile,
+                cluster=cluster,
+                payload=payload,
+                ack=ack,
+            )
+        )
 
     def _announce(self) -> None:
         capability = self._mac_capability()
         payload = zdo.encode_device_annce(self._next_tsn(), self.config.nwk, self.config.ieee, capability)
         if self.node is not None:
-            self._spawn(self.node.aps_send(
-                dst=NWK_BROADCAST_RX_ON, dst_endpoint=0, src_endpoint=0, profile=zdo.ZDO_PROFILE,
-                cluster=zdo.DEVICE_ANNCE, payload=payload, ack=False,
-            ))
+            self._spawn(
+                self.node.aps_send(
+                    dst=NWK_BROADCAST_RX_ON,
+                    dst_endpoint=0,
+                    src_endpoint=0,
+                    profile=zdo.ZDO_PROFILE,
+                    cluster=zdo.DEVICE_ANNCE,
+                    payload=payload,
+                    ack=False,
+                )
+            )
         self.log("device announce sent")
 
     def _send_ota_command(self, command_id: int, payload: bytes) -> None:
-        frame = ZclFrame(cluster_specific=True, command_id=command_id, tsn=self._next_tsn(),
-                         to_client=False, disable_default_response=True, payload=payload)
-        self._send(dst=OTA_SERVER_NWK, dst_endpoint=OTA_SERVER_ENDPOINT, profile=HA_PROFILE,
-                   cluster=OTA_CLUSTER, payload=frame.encode())
+        frame = ZclFrame(
+            cluster_specific=True,
+            command_id=command_id,
+            tsn=self._next_tsn(),
+            to_client=False,
+            disable_default_response=True,
+            payload=payload,
+        )
+        self._send(
+            dst=OTA_SERVER_NWK,
+            dst_endpoint=OTA_SERVER_ENDPOINT,
+            profile=HA_PROFILE,
+            cluster=OTA_CLUSTER,
+            payload=frame.encode(),
+        )
 
     def _mac_capability(self) -> int:
         capability = 0x80  # allocate address
@@ -262,21 +316,42 @@ class EmulatedDevice:
         elif not ind.broadcast:
             self._default_response(ind, frame, UNSUPPORTED_CLUSTER)
 
-    def _reply(self, ind: ApsIndication, request: ZclFrame, command_id: int, payload: bytes, *,
-               cluster_specific: bool = False) -> None:
-        frame = ZclFrame(cluster_specific=cluster_specific, command_id=command_id, tsn=request.tsn,
-                         to_client=not request.to_client, disable_default_response=True,
-                         manufacturer_code=request.manufacturer_code, payload=payload)
-        self._send(dst=ind.src_nwk, dst_endpoint=ind.src_endpoint, profile=ind.profile,
-                   cluster=ind.cluster, payload=frame.encode())
+    def _reply(
+        self,
+        ind: ApsIndication,
+        request: ZclFrame,
+        command_id: int,
+        payload: bytes,
+        *,
+        cluster_specific: bool = False,
+    ) -> None:
+        frame = ZclFrame(
+            cluster_specific=cluster_specific,
+            command_id=command_id,
+            tsn=request.tsn,
+            to_client=not request.to_client,
+            disable_default_response=True,
+            manufacturer_code=request.manufacturer_code,
+            payload=payload,
+        )
+        self._send(
+            dst=ind.src_nwk,
+            dst_endpoint=ind.src_endpoint,
+            profile=ind.profile,
+            cluster=ind.cluster,
+            payload=frame.encode(),
+        )
 
     def _default_response(self, ind: ApsIndication, request: ZclFrame, status: int) -> None:
         if request.disable_default_response and status == zcl.SUCCESS:
             return
-        self._reply(ind, request, zcl.DEFAULT_RESPONSE, zcl.encode_default_response(request.command_id, status))
+        self._reply(
+            ind, request, zcl.DEFAULT_RESPONSE, zcl.encode_default_response(request.command_id, status)
+        )
 
-    def _answer_global(self, ind: ApsIndication, frame: ZclFrame,
-                       read: Callable[[int], tuple[int, object] | None]) -> None:
+    def _answer_global(
+        self, ind: ApsIndication, frame: ZclFrame, read: Callable[[int], tuple[int, object] | None]
+    ) -> None:
         if frame.command_id == zcl.READ_ATTRIBUTES:
             try:
                 attr_ids = zcl.decode_read_attributes(frame.payload)
@@ -290,7 +365,9 @@ class EmulatedDevice:
                     records.append((attr_id, zcl.UNSUPPORTED_ATTRIBUTE, None, None))
                 else:
                     records.append((attr_id, zcl.SUCCESS, found[0], found[1]))
-            self._reply(ind, frame, zcl.READ_ATTRIBUTES_RESPONSE, zcl.encode_read_attributes_response(records))
+            self._reply(
+                ind, frame, zcl.READ_ATTRIBUTES_RESPONSE, zcl.encode_read_attributes_response(records)
+            )
         elif frame.command_id == zcl.DEFAULT_RESPONSE:
             return
         elif not ind.broadcast:
@@ -313,7 +390,10 @@ class EmulatedDevice:
             0x0003: (zcl.UINT8, self.config.hardware_version & 0xFF),  # HWVersion
             0x0004: (zcl.CHAR_STRING, self.config.manufacturer_name),
             0x0005: (zcl.CHAR_STRING, self.config.model),
-            0x0007: (zcl.ENUM8, POWER_SOURCE_MAINS if self.config.power_source == "mains" else POWER_SOURCE_BATTERY),
+            0x0007: (
+                zcl.ENUM8,
+                POWER_SOURCE_MAINS if self.config.power_source == "mains" else POWER_SOURCE_BATTERY,
+            ),
             0x4000: (zcl.CHAR_STRING, f"0x{version:08X}"),  # SWBuildID
         }
         return values.get(attr_id)
@@ -341,9 +421,13 @@ class EmulatedDevice:
             except FrameError:
                 self._default_response(ind, frame, zcl.MALFORMED_COMMAND)
                 return
-            statuses = [(ota.write_attribute(attr_id, int(value)), attr_id)  # type: ignore[call-overload]
-                        for attr_id, _type, value in records]
-            self._reply(ind, frame, zcl.WRITE_ATTRIBUTES_RESPONSE, zcl.encode_write_attributes_response(statuses))
+            statuses = [
+                (ota.write_attribute(attr_id, int(value)), attr_id)  # type: ignore[call-overload]
+                for attr_id, _type, value in records
+            ]
+            self._reply(
+                ind, frame, zcl.WRITE_ATTRIBUTES_RESPONSE, zcl.encode_write_attributes_response(statuses)
+            )
             return
         self._answer_global(ind, frame, ota.read_attribute)
 
@@ -351,15 +435,17 @@ class EmulatedDevice:
         cluster, payload = ind.cluster, ind.payload
         try:
             if cluster in (zdo.NODE_DESC_REQ, zdo.ACTIVE_EP_REQ):
-                tsn, nwk = zdo.decode_nwk_addr_of_interest(payload)
+                tsn, _nwk = zdo.decode_nwk_addr_of_interest(payload)
                 if cluster == zdo.NODE_DESC_REQ:
                     body = zdo.encode_node_desc_rsp(tsn, zdo.SUCCESS, self.config.nwk, self.node_descriptor())
                 else:
                     body = zdo.encode_active_ep_rsp(tsn, zdo.SUCCESS, self.config.nwk, [APP_ENDPOINT])
             elif cluster == zdo.SIMPLE_DESC_REQ:
-                tsn, nwk, endpoint = zdo.decode_simple_desc_req(payload)
+                tsn, _nwk, endpoint = zdo.decode_simple_desc_req(payload)
                 if endpoint == APP_ENDPOINT:
-                    body = zdo.encode_simple_desc_rsp(tsn, zdo.SUCCESS, self.config.nwk, self.simple_descriptor())
+                    body = zdo.encode_simple_desc_rsp(
+                        tsn, zdo.SUCCESS, self.config.nwk, self.simple_descriptor()
+                    )
                 else:
                     body = zdo.encode_simple_desc_rsp(tsn, zdo.NOT_ACTIVE, self.config.nwk, None)
             elif cluster == zdo.IEEE_ADDR_REQ:
@@ -379,16 +465,27 @@ class EmulatedDevice:
             return
         if ind.broadcast and cluster not in (zdo.NWK_ADDR_REQ,):
             return
-        self._send(dst=ind.src_nwk, dst_endpoint=0, src_endpoint=0, profile=zdo.ZDO_PROFILE,
-                   cluster=cluster | 0x8000, payload=body, ack=False)
+        self._send(
+            dst=ind.src_nwk,
+            dst_endpoint=0,
+            src_endpoint=0,
+            profile=zdo.ZDO_PROFILE,
+            cluster=cluster | 0x8000,
+            payload=body,
+            ack=False,
+        )
 
     def node_descriptor(self) -> zdo.NodeDescriptor:
         """The ZDO node descriptor this device reports."""
         logical = {COORDINATOR: 0, ROUTER: 1}.get(self.config.role, 2)
         return zdo.NodeDescriptor(
-            logical_type=logical, mac_capability_flags=self._mac_capability(),
-            manufacturer_code=self.config.manufacturer_code, max_buffer_size=82,
-            max_incoming_transfer_size=82, server_mask=0, max_outgoing_transfer_size=82,
+            logical_type=logical,
+            mac_capability_flags=self._mac_capability(),
+            manufacturer_code=self.config.manufacturer_code,
+            max_buffer_size=82,
+            max_incoming_transfer_size=82,
+            server_mask=0,
+            max_outgoing_transfer_size=82,
             descriptor_capability=0,
         )
 
@@ -396,6 +493,10 @@ class EmulatedDevice:
         """The application endpoint: Basic and Identify served, OTA Upgrade as a client."""
         device_id = _DEVICE_IDS.get(self.config.type, 0x0008)  # 0x0008: range extender (bridges)
         return zdo.SimpleDescriptor(
-            endpoint=APP_ENDPOINT, profile=HA_PROFILE, device_type=device_id, device_version=1,
-            input_clusters=[BASIC_CLUSTER, IDENTIFY_CLUSTER], output_clusters=[OTA_CLUSTER],
+            endpoint=APP_ENDPOINT,
+            profile=HA_PROFILE,
+            device_type=device_id,
+            device_version=1,
+            input_clusters=[BASIC_CLUSTER, IDENTIFY_CLUSTER],
+            output_clusters=[OTA_CLUSTER],
         )

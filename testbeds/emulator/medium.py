@@ -62,7 +62,9 @@ class Medium:
     frames_sent: int = 0
     frames_lost: int = 0
 
-    def connect(self, a: str, b: str, *, kind: str = "radio", latency: float = 0.002, loss: float = 0.0) -> None:
+    def connect(
+        self, a: str, b: str, *, kind: str = "radio", latency: float = 0.002, loss: float = 0.0
+    ) -> None:
         """Put a link between stations ``a`` and ``b`` (both directions)."""
         link = Link(a, b, kind, latency, loss)
         self._links[(a, b)] = link

@@ -23,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from testbeds.emulator.frames import (
     APS_ACK,
@@ -66,7 +67,12 @@ DUPLICATE_MEMORY = 64
 # fresh counters must not be taken for duplicates of frames it sent before the reboot.
 DUPLICATE_WINDOW_S = 9.0
 
-COORDINATOR, ROUTER, END_DEVICE, SLEEPY_END_DEVICE = "coordinator", "router", "end_device", "sleepy_end_device"
+COORDINATOR, ROUTER, END_DEVICE, SLEEPY_END_DEVICE = (
+    "coordinator",
+    "router",
+    "end_device",
+    "sleepy_end_device",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,8 +235,8 @@ class Node:
         handle = self.loop.call_later(delay, fire)
         self._timers.add(handle)
 
-    def _spawn(self, coro: object) -> None:
-        task = self.loop.create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -258,8 +264,9 @@ class Node:
         latency = link.latency if link is not None else 0.0
         return airtime(frame) + airtime(b"\0" * 5) + 2 * latency + MAC_TURNAROUND_S + 0.001
 
-    async def _mac_unicast(self, neighbour: str, payload: bytes, *, frame_pending: bool = False,
-                           frame_type: int = MAC_DATA) -> bool:
+    async def _mac_unicast(
+        self, neighbour: str, payload: bytes, *, frame_pending: bool = False, frame_type: int = MAC_DATA
+    ) -> bool:
         """Send one MAC frame to a neighbour with acknowledgement and retries; True when acked."""
         dst = self.addresses.by_name.get(neighbour)
         if dst is None:
@@ -272,8 +279,14 @@ class Node:
                 if not self._running:
                     return False
                 frame = MacFrame(
-                    frame_type=frame_type, seq=seq, dst_pan=self.me.pan_id, dst=dst, src=self.me.nwk,
-                    ack_request=True, frame_pending=frame_pending, payload=payload,
+                    frame_type=frame_type,
+                    seq=seq,
+                    dst_pan=self.me.pan_id,
+                    dst=dst,
+                    src=self.me.nwk,
+                    ack_request=True,
+                    frame_pending=frame_pending,
+                    payload=payload,
                 ).encode()
                 acked: asyncio.Future[bool] = self.loop.create_future()
                 self._pending_mac_acks[seq] = (acked, neighbour)
@@ -296,8 +309,12 @@ class Node:
 
     def _mac_broadcast(self, payload: bytes) -> None:
         frame = MacFrame(
-            frame_type=MAC_DATA, seq=self._next_mac_seq(), dst_pan=self.me.pan_id, dst=BROADCAST_SHORT,
-            src=self.me.nwk, payload=payload,
+            frame_type=MAC_DATA,
+            seq=self._next_mac_seq(),
+            dst_pan=self.me.pan_id,
+            dst=BROADCAST_SHORT,
+            src=self.me.nwk,
+            payload=payload,
         ).encode()
         kinds = {link.kind for link in self.medium.neighbours(self.me.name).values()}
         for kind in sorted(kinds):
@@ -350,8 +367,14 @@ class Node:
             return
         self.counters.mac_rx += 1
         if frame.ack_request and frame.dst == self.me.nwk:
-            self._later(MAC_TURNAROUND_S, self._send_ack, frame.seq, sender, kind,
-                        frame.frame_type == MAC_COMMAND and self._has_indirect(sender))
+            self._later(
+                MAC_TURNAROUND_S,
+                self._send_ack,
+                frame.seq,
+                sender,
+                kind,
+                frame.frame_type == MAC_COMMAND and self._has_indirect(sender),
+            )
             if self._last_mac_seq.get(sender) == frame.seq:
                 self.counters.mac_duplicates += 1
                 return
@@ -453,8 +476,14 @@ class Node:
 
     async def nwk_send(self, dst: int, aps_bytes: bytes, *, radius: int = NWK_DEFAULT_RADIUS) -> bool:
         """Send an APS frame to a network address; True when the first hop took it."""
-        frame = NwkFrame(frame_type=NWK_DATA, dst=dst, src=self.me.nwk, radius=radius,
-                         seq=self._next_nwk_seq(), payload=aps_bytes)
+        frame = NwkFrame(
+            frame_type=NWK_DATA,
+            dst=dst,
+            src=self.me.nwk,
+            radius=radius,
+            seq=self._next_nwk_seq(),
+            payload=aps_bytes,
+        )
         if dst >= NWK_BROADCAST_ROUTERS:
             self._broadcasts_seen.add((self.me.nwk, frame.seq))
             if self.me.is_router:
@@ -493,9 +522,15 @@ class Node:
         broadcast = dst >= NWK_BROADCAST_ROUTERS
         counter = self._next_aps_counter()
         frame = ApsFrame(
-            frame_type=APS_DATA, delivery=APS_BROADCAST if broadcast else APS_UNICAST,
-            ack_request=ack and not broadcast, dst_endpoint=dst_endpoint, cluster=cluster, profile=profile,
-            src_endpoint=src_endpoint, counter=counter, payload=payload,
+            frame_type=APS_DATA,
+            delivery=APS_BROADCAST if broadcast else APS_UNICAST,
+            ack_request=ack and not broadcast,
+            dst_endpoint=dst_endpoint,
+            cluster=cluster,
+            profile=profile,
+            src_endpoint=src_endpoint,
+            counter=counter,
+            payload=payload,
         ).encode()
         if broadcast or not ack:
             return await self.nwk_send(dst, frame)
@@ -512,7 +547,7 @@ class Node:
                 await self.nwk_send(dst, frame)
                 await asyncio.wait_for(asyncio.shield(acked), wait)
                 return True
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 if not self._running:
                     return False
                 continue
@@ -537,20 +572,30 @@ class Node:
             return
         if frame.ack_request and not broadcast:
             ack = ApsFrame(
-                frame_type=APS_ACK, dst_endpoint=frame.src_endpoint, cluster=frame.cluster,
-                profile=frame.profile, src_endpoint=frame.dst_endpoint, counter=frame.counter,
+                frame_type=APS_ACK,
+                dst_endpoint=frame.src_endpoint,
+                cluster=frame.cluster,
+                profile=frame.profile,
+                src_endpoint=frame.dst_endpoint,
+                counter=frame.counter,
             ).encode()
             self._spawn(self.nwk_send(src, ack))
         key = (src, frame.counter)
         if not broadcast and not self._aps_seen.add(key):
             self.counters.aps_duplicates += 1
             return
-        self.on_data(ApsIndication(
-            src_nwk=src, dst_nwk=dst, src_endpoint=frame.src_endpoint or 0,
-            dst_endpoint=frame.dst_endpoint if frame.dst_endpoint is not None else 0xFF,
-            profile=frame.profile or 0, cluster=frame.cluster or 0, payload=frame.payload,
-            broadcast=broadcast,
-        ))
+        self.on_data(
+            ApsIndication(
+                src_nwk=src,
+                dst_nwk=dst,
+                src_endpoint=frame.src_endpoint or 0,
+                dst_endpoint=frame.dst_endpoint if frame.dst_endpoint is not None else 0xFF,
+                profile=frame.profile or 0,
+                cluster=frame.cluster or 0,
+                payload=frame.payload,
+                broadcast=broadcast,
+            )
+        )
 
 
 class _RecentSet:
@@ -564,8 +609,9 @@ class _RecentSet:
     def add(self, key: tuple[int, int]) -> bool:
         """Remember ``key``; False if it was already seen within the window (a duplicate)."""
         now = self._loop.time()
-        while self._order and (len(self._order) > DUPLICATE_MEMORY
-                               or now - self._seen[self._order[0]] > DUPLICATE_WINDOW_S):
+        while self._order and (
+            len(self._order) > DUPLICATE_MEMORY or now - self._seen[self._order[0]] > DUPLICATE_WINDOW_S
+        ):
             self._seen.pop(self._order.popleft(), None)
         seen_at = self._seen.get(key)
         if seen_at is not None and now - seen_at <= DUPLICATE_WINDOW_S:

@@ -409,9 +409,7 @@ def decode_image_block_response(payload: bytes) -> ImageBlockResponse:
         mfr, itype, version, offset, size = _unpack("<HHIIB", payload, 1, "Image Block Response")
         data = bytes(payload[14 : 14 + size])
         if len(data) != size:
-            raise OtaPayloadError(
-                f"Image Block Response announces {size} data bytes but carries {len(data)}"
-            )
+            raise OtaPayloadError(f"Image Block Response announces {size} data bytes but carries {len(data)}")
         return ImageBlockResponse(status, mfr, itype, version, offset, data)
     if status == STATUS_WAIT_FOR_DATA:
         current, request = _unpack("<II", payload, 1, "Image Block Response")
@@ -986,8 +984,11 @@ class OtaClient:
                 delay = self._config.wait_for_data_default
             self._log(
                 f"WAIT_FOR_DATA: retry in {delay:.1f}s"
-                + (f", MinimumBlockPeriod {resp.minimum_block_period} ms"
-                   if resp.minimum_block_period is not None else "")
+                + (
+                    f", MinimumBlockPeriod {resp.minimum_block_period} ms"
+                    if resp.minimum_block_period is not None
+                    else ""
+                )
             )
             self._schedule_next_block(at_least=delay)
             return

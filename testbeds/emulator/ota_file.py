@@ -108,9 +108,7 @@ def parse_header(data: bytes) -> OtaFileHeader:
     """
     data = bytes(data)
     if len(data) < OTA_HEADER_MIN_LENGTH:
-        raise OtaFileError(
-            f"OTA header needs at least {OTA_HEADER_MIN_LENGTH} bytes, got {len(data)}"
-        )
+        raise OtaFileError(f"OTA header needs at least {OTA_HEADER_MIN_LENGTH} bytes, got {len(data)}")
     (
         magic,
         header_version,
@@ -124,9 +122,7 @@ def parse_header(data: bytes) -> OtaFileHeader:
         total_image_size,
     ) = _FIXED.unpack_from(data, 0)
     if magic != OTA_FILE_MAGIC:
-        raise OtaFileError(
-            f"OTA upgrade file identifier is 0x{magic:08X}, expected 0x{OTA_FILE_MAGIC:08X}"
-        )
+        raise OtaFileError(f"OTA upgrade file identifier is 0x{magic:08X}, expected 0x{OTA_FILE_MAGIC:08X}")
 
     # Optional fields follow in this order, each present when its field control bit is set.
     needed = OTA_HEADER_MIN_LENGTH
@@ -142,9 +138,7 @@ def parse_header(data: bytes) -> OtaFileHeader:
             f"needs at least {needed}"
         )
     if len(data) < header_length:
-        raise OtaFileError(
-            f"OTA header length is {header_length}, but only {len(data)} bytes are present"
-        )
+        raise OtaFileError(f"OTA header length is {header_length}, but only {len(data)} bytes are present")
     if total_image_size < header_length:
         raise OtaFileError(
             f"total image size {total_image_size} is smaller than the header length {header_length}"

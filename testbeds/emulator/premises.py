@@ -70,12 +70,28 @@ class CoordinatorRadio:
     def __init__(self, node: Node) -> None:
         self.node = node
 
-    async def send(self, *, dst: int, dst_endpoint: int, src_endpoint: int, profile: int, cluster: int,
-                   payload: bytes, ack: bool, extended_timeout: bool = False) -> bool:
+    async def send(
+        self,
+        *,
+        dst: int,
+        dst_endpoint: int,
+        src_endpoint: int,
+        profile: int,
+        cluster: int,
+        payload: bytes,
+        ack: bool,
+        extended_timeout: bool = False,
+    ) -> bool:
         """Send application data from the coordinator; True when delivered (APS-acked if asked)."""
         return await self.node.aps_send(
-            dst=dst, dst_endpoint=dst_endpoint, src_endpoint=src_endpoint, profile=profile, cluster=cluster,
-            payload=payload, ack=ack, extended_timeout=extended_timeout,
+            dst=dst,
+            dst_endpoint=dst_endpoint,
+            src_endpoint=src_endpoint,
+            profile=profile,
+            cluster=cluster,
+            payload=payload,
+            ack=ack,
+            extended_timeout=extended_timeout,
         )
 
     def stop(self) -> None:
@@ -124,22 +140,33 @@ class Premises:
         """Create the emulated device ``name`` (powered off until :meth:`power_on`)."""
         config = self.configs[name]
         device = EmulatedDevice(
-            config, loop=self.loop, medium=self.medium, addresses=self.addresses,
-            routes=self._routes_for(config), rng=random.Random(f"{self.seed}/{name}"), log=self.log,
+            config,
+            loop=self.loop,
+            medium=self.medium,
+            addresses=self.addresses,
+            routes=self._routes_for(config),
+            rng=random.Random(f"{self.seed}/{name}"),
+            log=self.log,
         )
         self.devices[name] = device
         return device
 
-    def attach_coordinator(self, name: str, on_data: Callable[[ApsIndication], None],
-                           log: Callable[[str], None]) -> CoordinatorRadio:
+    def attach_coordinator(
+        self, name: str, on_data: Callable[[ApsIndication], None], log: Callable[[str], None]
+    ) -> CoordinatorRadio:
         """Switch on the coordinator radio for device ``name``; its received data goes to ``on_data``."""
         config = self.configs[name]
         node = Node(
-            loop=self.loop, medium=self.medium,
-            identity=NodeIdentity(name=name, nwk=config.nwk, ieee=config.ieee, pan_id=config.pan_id,
-                                  role=COORDINATOR),
-            addresses=self.addresses, routes=self._routes_for(config),
-            rng=random.Random(f"{self.seed}/{name}/radio"), on_data=on_data, log=log,
+            loop=self.loop,
+            medium=self.medium,
+            identity=NodeIdentity(
+                name=name, nwk=config.nwk, ieee=config.ieee, pan_id=config.pan_id, role=COORDINATOR
+            ),
+            addresses=self.addresses,
+            routes=self._routes_for(config),
+            rng=random.Random(f"{self.seed}/{name}/radio"),
+            on_data=on_data,
+            log=log,
         )
         node.start()
         self.coordinator = CoordinatorRadio(node)

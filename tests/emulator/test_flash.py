@@ -24,8 +24,17 @@ def ota_file(
     header_length = 56
     size = header_length + len(body) if total is None else total
     header = struct.pack(
-        "<IHHHHHIH32sI", 0x0BEEF11E, 0x0100, header_length, 0, MFR, ITYPE, version, stack,
-        b"test image".ljust(32, b"\0"), size,
+        "<IHHHHHIH32sI",
+        0x0BEEF11E,
+        0x0100,
+        header_length,
+        0,
+        MFR,
+        ITYPE,
+        version,
+        stack,
+        b"test image".ljust(32, b"\0"),
+        size,
     )
     return header + body
 

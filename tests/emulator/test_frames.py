@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import struct
-import types
 
 import pytest
 
@@ -38,20 +37,6 @@ from testbeds.emulator.frames import (
     fcs,
     mac_ack,
 )
-
-# looptime 0.9's pytest plugin crashes on every fixture or parametrize set-up when no plugin named
-# "asyncio" (pytest-asyncio) is registered. tests/ota and tests/testbed register an empty stand-in from
-# their conftest; tests/emulator has no conftest, so this module registers itself as a plugin to do the
-# same (pytest_configure is a historic hook: it runs on registration). Drop this once a conftest here
-# (or pytest-asyncio) provides the stand-in; it does nothing when one is already registered.
-pytest_plugins = [__name__]
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Register an empty "asyncio" plugin so looptime finds no pytest-asyncio event loop to patch."""
-    if config.pluginmanager.getplugin("asyncio") is None:
-        config.pluginmanager.register(types.ModuleType("no_pytest_asyncio"), "asyncio")
-
 
 EXT_A = bytes.fromhex("0102030405060708")
 EXT_B = bytes.fromhex("a1a2a3a4a5a6a7a8")

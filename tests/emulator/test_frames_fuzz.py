@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import struct
-import types
 from collections.abc import Callable
 
 import pytest
@@ -39,16 +38,6 @@ from testbeds.emulator.frames import (
     ZclFrame,
     fcs,
 )
-
-# Same looptime 0.9 stand-in as test_frames.py (see the comment there): needed for parametrize.
-pytest_plugins = [__name__]
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Register an empty "asyncio" plugin so looptime finds no pytest-asyncio event loop to patch."""
-    if config.pluginmanager.getplugin("asyncio") is None:
-        config.pluginmanager.register(types.ModuleType("no_pytest_asyncio"), "asyncio")
-
 
 ROUND_TRIP = settings(
     max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]

@@ -13,7 +13,6 @@ import os
 import shutil
 import struct
 import subprocess
-import types
 from pathlib import Path
 
 import pytest
@@ -35,16 +34,6 @@ from testbeds.emulator.frames import (
     ZclFrame,
     mac_ack,
 )
-
-# Same looptime 0.9 stand-in as test_frames.py (see the comment there): needed for tmp_path.
-pytest_plugins = [__name__]
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Register an empty "asyncio" plugin so looptime finds no pytest-asyncio event loop to patch."""
-    if config.pluginmanager.getplugin("asyncio") is None:
-        config.pluginmanager.register(types.ModuleType("no_pytest_asyncio"), "asyncio")
-
 
 pytestmark = pytest.mark.tshark
 

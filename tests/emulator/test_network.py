@@ -19,10 +19,22 @@ PAN = 0x1A62
 
 def _device(name: str, nwk: int, role: str, parent: str | None = None, poll: float = 7.5) -> DeviceConfig:
     return DeviceConfig(
-        name=name, type="B1" if name.startswith("B") else "GSME", ieee=bytes([nwk & 0xFF, nwk >> 8, 0, 0, 0, 0, 0, 1]),
-        nwk=nwk, pan_id=PAN, role=role, manufacturer_code=0x1234, manufacturer_name="test", model=name,
-        image_type=0x0001, hardware_version=1, firmware_version=0x01000000, stack_version=2,
-        power_source="battery" if role == "sleepy_end_device" else "mains", parent=parent, poll_interval=poll,
+        name=name,
+        type="B1" if name.startswith("B") else "GSME",
+        ieee=bytes([nwk & 0xFF, nwk >> 8, 0, 0, 0, 0, 0, 1]),
+        nwk=nwk,
+        pan_id=PAN,
+        role=role,
+        manufacturer_code=0x1234,
+        manufacturer_name="test",
+        model=name,
+        image_type=0x0001,
+        hardware_version=1,
+        firmware_version=0x01000000,
+        stack_version=2,
+        power_source="battery" if role == "sleepy_end_device" else "mains",
+        parent=parent,
+        poll_interval=poll,
     )
 
 
@@ -72,7 +84,9 @@ def test_routes_follow_routers_only() -> None:
     assert "GSME" not in routes  # end devices do not route
 
 
-def test_unicast_to_sleepy_meter_crosses_every_hop_and_waits_for_its_poll(loop: asyncio.AbstractEventLoop) -> None:
+def test_unicast_to_sleepy_meter_crosses_every_hop_and_waits_for_its_poll(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
     premises, seen = _premises(loop)
 
     async def scenario() -> tuple[bool, float]:
@@ -82,20 +96,36 @@ def test_unicast_to_sleepy_meter_crosses_every_hop_and_waits_for_its_poll(loop: 
         assert premises.coordinator is not None
         start = loop.time()
         # A Basic Read Attributes (model) from the CH to the GSME, asking for an APS ack.
-        ok = await premises.coordinator.send(dst=0x2001, dst_endpoint=1, src_endpoint=1, profile=0x0104,
-                                             cluster=0x0000, payload=bytes([0x00, 0x42, 0x00, 0x05, 0x00]), ack=True,
-                                             extended_timeout=True)
+        ok = await premises.coordinator.send(
+            dst=0x2001,
+            dst_endpoint=1,
+            src_endpoint=1,
+            profile=0x0104,
+            cluster=0x0000,
+            payload=bytes([0x00, 0x42, 0x00, 0x05, 0x00]),
+            ack=True,
+            extended_timeout=True,
+        )
         await asyncio.sleep(10.0)
         return ok, loop.time() - start
 
     ok, _ = loop.run_until_complete(scenario())
     assert ok
-    hops = {(src, dst, kind) for _, src, dst, kind, raw in seen.frames if MacFrame.decode(raw).frame_type == 1
-            and MacFrame.decode(raw).dst != 0xFFFF}
+    hops = {
+        (src, dst, kind)
+        for _, src, dst, kind, raw in seen.frames
+        if MacFrame.decode(raw).frame_type == 1 and MacFrame.decode(raw).dst != 0xFFFF
+    }
     assert ("CH", "B1", "radio") in hops and ("B1", "B2", "p2p") in hops and ("B2", "GSME", "radio") in hops
     # The read reaches the GSME only after it polls (a MAC Data Request command from the GSME to B2).
-    to_gsme = [t for t, src, dst, _, raw in seen.frames if src == "B2" and dst == "GSME" and MacFrame.decode(raw).frame_type == 1]
-    polls = [t for t, src, dst, _, raw in seen.frames if src == "GSME" and MacFrame.decode(raw).frame_type == 3]
+    to_gsme = [
+        t
+        for t, src, dst, _, raw in seen.frames
+        if src == "B2" and dst == "GSME" and MacFrame.decode(raw).frame_type == 1
+    ]
+    polls = [
+        t for t, src, dst, _, raw in seen.frames if src == "GSME" and MacFrame.decode(raw).frame_type == 3
+    ]
     assert to_gsme and polls and min(polls) < to_gsme[0]
     answers = [ind for ind in seen.received if ind.cluster == 0x0000 and ind.src_nwk == 0x2001]
     assert answers, "the GSME's Read Attributes Response must come back to the CH"
@@ -124,7 +154,9 @@ def test_parent_drops_frames_for_a_child_that_never_polls(loop: asyncio.Abstract
     premises.shutdown()
 
 
-def test_lossy_link_is_bridged_by_mac_retries_without_duplicate_delivery(loop: asyncio.AbstractEventLoop) -> None:
+def test_lossy_link_is_bridged_by_mac_retries_without_duplicate_delivery(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
     lossy = [LinkConfig("CH", "B1", "radio", 0.002, loss=0.4), *LINKS[1:]]
     premises, seen = _premises(loop, lossy)
 
@@ -134,9 +166,17 @@ def test_lossy_link_is_bridged_by_mac_retries_without_duplicate_delivery(loop: a
         assert premises.coordinator is not None
         results = []
         for i in range(20):
-            results.append(await premises.coordinator.send(
-                dst=0x1001, dst_endpoint=1, src_endpoint=1, profile=0x0104, cluster=0x0000,
-                payload=bytes([0x00, i, 0x00, 0x05, 0x00]), ack=True))
+            results.append(
+                await premises.coordinator.send(
+                    dst=0x1001,
+                    dst_endpoint=1,
+                    src_endpoint=1,
+                    profile=0x0104,
+                    cluster=0x0000,
+                    payload=bytes([0x00, i, 0x00, 0x05, 0x00]),
+                    ack=True,
+                )
+            )
         await asyncio.sleep(2.0)
         return results
 
@@ -146,14 +186,16 @@ def test_lossy_link_is_bridged_by_mac_retries_without_duplicate_delivery(loop: a
     assert sum(results) >= 18
     assert node.counters.mac_duplicates > 0, "lost acks must cause retransmissions the receiver already has"
     coordinator = premises.coordinator
-    assert coordinator is not None and coordinator.node.counters.mac_retries > 0, "40% loss must cause retries"
+    assert coordinator is not None and coordinator.node.counters.mac_retries > 0, (
+        "40% loss must cause retries"
+    )
     tsns = [ind.payload[1] for ind in seen.received if ind.cluster == 0x0000 and ind.src_nwk == 0x1001]
     assert len(tsns) == len(set(tsns)), "a retransmission must never be delivered twice"
     premises.shutdown()
 
 
 def test_delivery_takes_airtime_plus_latency(loop: asyncio.AbstractEventLoop) -> None:
-    premises, seen = _premises(loop)
+    premises, _ = _premises(loop)
     arrivals: list[float] = []
     premises.medium.attach("probe", lambda raw, src, kind: arrivals.append(loop.time()))
     premises.medium.connect("CH", "probe", kind="radio", latency=0.010)
@@ -171,13 +213,22 @@ def test_power_cut_keeps_flash_and_loses_the_radio(loop: asyncio.AbstractEventLo
     async def scenario() -> None:
         device.power_on()
         await asyncio.sleep(3.0)
-        device.flash.begin_download(manufacturer_code=0x1234, image_type=1, file_version=0x01010000, image_size=128)
+        device.flash.begin_download(
+            manufacturer_code=0x1234, image_type=1, file_version=0x01010000, image_size=128
+        )
         device.flash.write_block(0, b"\x11" * 64)
         device.power_off()
         before = len(seen.frames)
         assert premises.coordinator is not None
-        sent = await premises.coordinator.send(dst=0x1001, dst_endpoint=1, src_endpoint=1, profile=0x0104,
-                                               cluster=0, payload=b"\x00\x01\x00\x05\x00", ack=False)
+        sent = await premises.coordinator.send(
+            dst=0x1001,
+            dst_endpoint=1,
+            src_endpoint=1,
+            profile=0x0104,
+            cluster=0,
+            payload=b"\x00\x01\x00\x05\x00",
+            ack=False,
+        )
         assert not sent, "an unpowered router must not acknowledge"
         assert all(src != "B1" for _, src, *_ in seen.frames[before:])
         device.power_on()

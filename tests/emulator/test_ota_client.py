@@ -30,7 +30,12 @@ STACK_OLD, STACK_NEW = 0x0002, 0x0003
 
 # ZCL statuses (ZCL 8 §2.6.3) and OTA command ids (§11.13), spelled out again on the server side.
 SUCCESS, ABORT, INVALID_IMAGE, WAIT_FOR_DATA, NO_IMAGE_AVAILABLE, NOT_AUTHORIZED = (
-    0x00, 0x95, 0x96, 0x97, 0x98, 0x7E,
+    0x00,
+    0x95,
+    0x96,
+    0x97,
+    0x98,
+    0x7E,
 )
 IMAGE_NOTIFY, QNI_REQ, QNI_RSP, BLOCK_REQ, BLOCK_RSP, UER_REQ, UER_RSP = 0, 1, 2, 3, 5, 6, 7
 
@@ -64,8 +69,17 @@ def ota_file(
     header_length = 56 + len(optional)
     size = header_length + len(body) if total is None else total
     header = struct.pack(
-        "<IHHHHHIH32sI", magic, 0x0100, header_length, fc, mfr, itype, version, stack,
-        b"emulator test".ljust(32, b"\0"), size,
+        "<IHHHHHIH32sI",
+        magic,
+        0x0100,
+        header_length,
+        fc,
+        mfr,
+        itype,
+        version,
+        stack,
+        b"emulator test".ljust(32, b"\0"),
+        size,
     )
     return header + optional + body
 
@@ -212,11 +226,19 @@ class Bench:
         settings_: dict[str, object] = {"query_jitter": 0.0, "query_interval": 3600.0}
         settings_.update(config)
         cfg = OtaClientConfig(
-            manufacturer_code=MFR, image_type=ITYPE, hardware_version=HW, **settings_  # type: ignore[arg-type]
+            manufacturer_code=MFR,
+            image_type=ITYPE,
+            hardware_version=HW,
+            **settings_,  # type: ignore[arg-type]
         )
         client = OtaClient(
-            loop=self.loop, flash=self.flash, config=cfg, send=self.server.receive,
-            reboot=lambda: self.reboots.append(self.loop.time()), log=self.logs.append, rng=self.rng,
+            loop=self.loop,
+            flash=self.flash,
+            config=cfg,
+            send=self.server.receive,
+            reboot=lambda: self.reboots.append(self.loop.time()),
+            log=self.logs.append,
+            rng=self.rng,
         )
         self.server.client = client
         self.clients.append(client)
@@ -840,18 +862,16 @@ u64 = st.integers(0, 0xFFFFFFFFFFFFFFFF)
         st.builds(oc.QueryNextImageResponse, st.sampled_from([0x98, 0x7E, 0x80])),
         st.builds(oc.QueryNextImageResponse, st.just(0), u16, u16, u32, u32),
     ),
-    block_req=st.builds(
-        oc.ImageBlockRequest, u16, u16, u32, u32, u8, st.none() | u64, st.none() | u16
-    ),
+    block_req=st.builds(oc.ImageBlockRequest, u16, u16, u32, u32, u8, st.none() | u64, st.none() | u16),
     block_rsp=st.one_of(
-        st.builds(
-            oc.ImageBlockResponse, st.just(0), u16, u16, u32, u32, st.binary(max_size=255)
-        ),
+        st.builds(oc.ImageBlockResponse, st.just(0), u16, u16, u32, u32, st.binary(max_size=255)),
         st.builds(
             lambda c, r, p: oc.ImageBlockResponse(
                 0x97, current_time=c, request_time=r, minimum_block_period=p
             ),
-            u32, u32, st.none() | u16,
+            u32,
+            u32,
+            st.none() | u16,
         ),
         st.just(oc.ImageBlockResponse(0x95)),
     ),
@@ -925,9 +945,12 @@ def _client_in_state(state: str) -> tuple[asyncio.AbstractEventLoop, OtaClient, 
         flash.mark_pending_activation()
     sent: list[str] = []
     client = OtaClient(
-        loop=loop, flash=flash,
+        loop=loop,
+        flash=flash,
         config=OtaClientConfig(manufacturer_code=MFR, image_type=ITYPE, hardware_version=HW),
-        send=lambda cmd, _payload: sent.append(f"{cmd}"), reboot=lambda: None, log=lambda _line: None,
+        send=lambda cmd, _payload: sent.append(f"{cmd}"),
+        reboot=lambda: None,
+        log=lambda _line: None,
         rng=random.Random(1),
     )
     client.start()
@@ -935,9 +958,7 @@ def _client_in_state(state: str) -> tuple[asyncio.AbstractEventLoop, OtaClient, 
         client.query_now()
     if state == "downloading":
         client.handle_command(QNI_RSP, struct.pack("<BHHII", SUCCESS, MFR, ITYPE, NEW, len(IMAGE)))
-        client.handle_command(
-            BLOCK_RSP, struct.pack("<BHHIIB", SUCCESS, MFR, ITYPE, NEW, 0, 40) + IMAGE[:40]
-        )
+        client.handle_command(BLOCK_RSP, struct.pack("<BHHIIB", SUCCESS, MFR, ITYPE, NEW, 0, 40) + IMAGE[:40])
         assert client.busy
     return loop, client, flash, sent
 
@@ -962,7 +983,12 @@ def test_handle_command_never_raises(command_id: int, state: str, payload: bytes
         client.handle_command(command_id, payload)
         client.handle_default_response(UER_REQ, payload[0] if payload else 0x96)
         assert client.state in {
-            "idle", "querying", "downloading", "waiting-end", "count-down", "waiting-external"
+            "idle",
+            "querying",
+            "downloading",
+            "waiting-end",
+            "count-down",
+            "waiting-external",
         }
         meta = flash.download_meta
         assert meta is None or flash.download_offset <= meta.image_size

@@ -12,8 +12,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _harness(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 def _one_paragraph_error(proc: subprocess.CompletedProcess[str]) -> str:
@@ -27,8 +28,11 @@ def _one_paragraph_error(proc: subprocess.CompletedProcess[str]) -> str:
 
 def test_bad_testbed_file_stops_run_before_anything_is_powered(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    text = (REPO / "testbeds" / "emulated.yaml").read_text().replace("manufacturer_code: 0x1234",
-                                                                    "manufacturer_code: 0x12345", 1)
+    text = (
+        (REPO / "testbeds" / "emulated.yaml")
+        .read_text()
+        .replace("manufacturer_code: 0x1234", "manufacturer_code: 0x12345", 1)
+    )
     bad.write_text(text)
     line = next(n for n, row in enumerate(text.splitlines(), 1) if "0x12345" in row)
     out = tmp_path / "run"
@@ -73,7 +77,9 @@ def test_bad_image_file_on_the_command_line(tmp_path: Path) -> None:
 
 
 def test_missing_suite_is_bad_input(tmp_path: Path) -> None:
-    error = _one_paragraph_error(_harness("run", str(tmp_path / "nope.robot"), "--out", str(tmp_path / "run")))
+    error = _one_paragraph_error(
+        _harness("run", str(tmp_path / "nope.robot"), "--out", str(tmp_path / "run"))
+    )
     assert "nope.robot" in error
 
 

@@ -49,10 +49,12 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("defect", "budget", "verdict", "reason"), CASES,
-                         ids=[f"{c[0] or 'healthy'}-{c[1]}" for c in CASES])
-def test_verdict_for_each_firmware(session: OtaSession, tmp_path: Path, defect: str | None, budget: str,
-                                   verdict: Verdict, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("defect", "budget", "verdict", "reason"), CASES, ids=[f"{c[0] or 'healthy'}-{c[1]}" for c in CASES]
+)
+def test_verdict_for_each_firmware(
+    session: OtaSession, tmp_path: Path, defect: str | None, budget: str, verdict: Verdict, reason: str
+) -> None:
     session.start_testbed(_testbed_with(tmp_path, "B2", [defect] if defect else []))
     image = session.build_firmware_image("B2", "1.1.0.0", size=IMAGE_SIZE)
     session.offer_firmware_image("B2", image)

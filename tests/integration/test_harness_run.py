@@ -29,42 +29,73 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subproc
     out = tmp_path_factory.mktemp("harness-run") / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "harness.cli", "run", "--out", str(out), "--no-progress"],
-        cwd=REPO, capture_output=True, text=True, timeout=1200,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     return out, proc
 
 
-def test_default_run_exits_zero_with_every_output(default_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+def test_default_run_exits_zero_with_every_output(
+    default_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
     out, proc = default_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for name in ("index.html", "output.xml", "log.html", "junit.xml", "timeline.parquet", "manifest.json",
-                 "run.json", "evidence/air.pcap"):
+    for name in (
+        "index.html",
+        "output.xml",
+        "log.html",
+        "junit.xml",
+        "timeline.parquet",
+        "manifest.json",
+        "run.json",
+        "evidence/air.pcap",
+    ):
         assert (out / name).is_file(), f"{name} missing from the run folder"
     assert any((out / "allure-results").glob("*-result.json")), "no Allure results"
     images = sorted(p.name for p in (out / "evidence" / "images").iterdir())
     assert images == ["B1-0x01010000.zigbee.ota", "B2-0x01010000.zigbee.ota", "GSME-0x01010000.gbcs.ota"]
     record = json.loads((out / "run.json").read_text())
     assert [t["verdict"] for t in record["tests"]] == ["PASS", "PASS", "PASS"]
-    assert {t["device"]: t["verdict"] for t in record["transfers"]} == {"B2": "PASS", "B1": "PASS", "GSME": "PASS"}
+    assert {t["device"]: t["verdict"] for t in record["transfers"]} == {
+        "B2": "PASS",
+        "B1": "PASS",
+        "GSME": "PASS",
+    }
     html = (out / "index.html").read_text()
     for device in ("B1", "B2", "GSME"):
         assert device in html
 
 
-def test_manifest_covers_and_verifies_every_file(default_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+def test_manifest_covers_and_verifies_every_file(
+    default_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
     out, _ = default_run
     assert verify_manifest(out) == []
     manifest = json.loads((out / "manifest.json").read_text())
     listed = {entry["path"] for entry in manifest["files"]}
-    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != "manifest.json"}
+    on_disk = {
+        p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != "manifest.json"
+    }
     assert listed == on_disk
 
 
-def test_timeline_shows_each_transfer_block_by_block(default_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+def test_timeline_shows_each_transfer_block_by_block(
+    default_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
     out, _ = default_run
     timeline = pd.read_parquet(out / "timeline.parquet")
-    assert {"virtual_time_s", "wall_time_utc", "source", "destination", "hop", "layers", "zcl_command",
-            "file_offset"} <= set(timeline.columns)
+    assert {
+        "virtual_time_s",
+        "wall_time_utc",
+        "source",
+        "destination",
+        "hop",
+        "layers",
+        "zcl_command",
+        "file_offset",
+    } <= set(timeline.columns)
     assert timeline["virtual_time_s"].is_monotonic_increasing
     responses = timeline[timeline["zcl_command"] == "Image Block Response"]
     assert responses["file_offset"].max() == 200 * 1024 - 64
@@ -79,19 +110,37 @@ def test_timeline_shows_each_transfer_block_by_block(default_run: tuple[Path, su
 
 @pytest.mark.tshark
 def test_tshark_rebuilds_every_served_image_from_the_capture(
-    default_run: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path,
+    default_run: tuple[Path, subprocess.CompletedProcess[str]],
+    tmp_path: Path,
 ) -> None:
     tshark = shutil.which("tshark")
     if tshark is None:
-        pytest.skip("TSHARK NOT INSTALLED: the independent decoder check did not run (apt-get install tshark)")
+        pytest.skip(
+            "TSHARK NOT INSTALLED: the independent decoder check did not run (apt-get install tshark)"
+        )
     out, _ = default_run
     testbed = yaml.safe_load((REPO / "testbeds" / "emulated.yaml").read_text())
     nwk_of = {name: f"0x{int(d['nwk']):04x}" for name, d in testbed["devices"].items()}
     proc = subprocess.run(
-        [tshark, "-r", str(out / "evidence" / "air.pcap"), "-Y", "zbee_zcl_general.ota.cmd.srv_tx.id == 0x05",
-         "-T", "fields", "-e", "zbee_nwk.dst", "-e", "zbee_zcl_general.ota.file.offset",
-         "-e", "zbee_zcl_general.ota.image.data"],
-        capture_output=True, text=True, check=True, timeout=600,
+        [
+            tshark,
+            "-r",
+            str(out / "evidence" / "air.pcap"),
+            "-Y",
+            "zbee_zcl_general.ota.cmd.srv_tx.id == 0x05",
+            "-T",
+            "fields",
+            "-e",
+            "zbee_nwk.dst",
+            "-e",
+            "zbee_zcl_general.ota.file.offset",
+            "-e",
+            "zbee_zcl_general.ota.image.data",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
         env={"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
     )
     rebuilt: dict[str, bytearray] = {}
@@ -102,7 +151,9 @@ def test_tshark_rebuilds_every_served_image_from_the_capture(
         start = int(offset)
         if len(image) < start + len(block):
             image.extend(b"\0" * (start + len(block) - len(image)))
-        image[start:start + len(block)] = block
+        image[start : start + len(block)] = block
     for served in (out / "evidence" / "images").iterdir():
         device = served.name.split("-")[0]
-        assert bytes(rebuilt[nwk_of[device]]) == served.read_bytes(), f"{device}: image rebuilt from air.pcap differs"
+        assert bytes(rebuilt[nwk_of[device]]) == served.read_bytes(), (
+            f"{device}: image rebuilt from air.pcap differs"
+        )
