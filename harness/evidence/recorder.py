@@ -5,6 +5,7 @@ Layout it creates in the run folder::
     evidence/air.pcap         radio frames (pcap link type 195, 802.15.4 with FCS)
     evidence/<medium>.pcap    frames seen on any other medium (e.g. p2p), same format
     evidence/timeline.jsonl   one JSON row per frame or event, flushed as written
+                              (gzipped to timeline.jsonl.gz once timeline.parquet is written)
     evidence/images/          firmware images offered during the run
     evidence/serial/<port>.log  serial transcripts, one timestamped line per line received
     timeline.parquet          written by close() from timeline.jsonl
@@ -16,8 +17,10 @@ The recorder knows nothing of the emulator: a lab bench feeds it frames from a r
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -252,7 +255,18 @@ class Recorder:
             f.close()
         self._serial.clear()
         self._stats = self._timeline.finalize(self.timeline_parquet)
+        self._compress_journal()
         return self._stats
+
+    def _compress_journal(self) -> None:
+        # The journal is the record as it was written (kept, as ISO 17025 7.5 asks for originals),
+        # but at ~300 bytes a frame it dwarfs the run; once the Parquet copy exists it is kept gzipped.
+        packed = self.timeline_jsonl.with_name(self.timeline_jsonl.name + ".gz")
+        temp = packed.with_name(packed.name + ".tmp")
+        with self.timeline_jsonl.open("rb") as source, gzip.open(temp, "wb", compresslevel=6) as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+        os.replace(temp, packed)
+        self.timeline_jsonl.unlink()
 
     @property
     def closed(self) -> bool:

@@ -183,3 +183,17 @@ def test_evidence_and_report_code_never_import_the_emulator() -> None:
                 elif isinstance(node, ast.ImportFrom):
                     names = [node.module or ""]
                 assert not any(n == "testbeds" or n.startswith("testbeds.") for n in names), source
+
+
+def test_close_keeps_the_journal_gzipped_row_for_row(recorder: Recorder, frames) -> None:
+    import gzip
+
+    import pandas as pd
+
+    recorder.frame(frames.block_response(0, b"\x01" * 50), hop_src="CH", hop_dst="B1")
+    recorder.event("harness", "offer", device="B2")
+    recorder.close()
+    journal = recorder.evidence_dir / "timeline.jsonl.gz"
+    assert not (recorder.evidence_dir / "timeline.jsonl").exists()
+    lines = gzip.decompress(journal.read_bytes()).decode().splitlines()
+    assert len(lines) == len(pd.read_parquet(recorder.run_dir / "timeline.parquet")) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import re
 from pathlib import Path
 
@@ -160,6 +161,10 @@ def test_transfer_without_block_responses_says_so(run_dir: Path) -> None:
 
 
 def test_unfinished_run_is_plotted_from_the_json_lines(run_dir: Path) -> None:
+    # An unfinished run has its plain journal and no Parquet copy (close() never ran).
+    packed = run_dir / "evidence" / "timeline.jsonl.gz"
+    (run_dir / "evidence" / "timeline.jsonl").write_bytes(gzip.decompress(packed.read_bytes()))
+    packed.unlink()
     (run_dir / "timeline.parquet").unlink()
     html = write_html_report(run_dir, make_record()).read_text(encoding="utf-8")
     assert len(svg_plots(html)) == 2
