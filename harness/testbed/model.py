@@ -190,7 +190,22 @@ def _testbed_name(value: object) -> object:
 
 UInt16 = Annotated[int, BeforeValidator(_integer(0, 0xFFFF, "a 16-bit unsigned value", 4))]
 UInt32 = Annotated[int, BeforeValidator(_integer(0, 0xFFFFFFFF, "a 32-bit unsigned value", 8))]
+
+
+def _network_key(value: object) -> str:
+    # The message never repeats the value: a network key is a secret, even a mistyped one.
+    if not isinstance(value, str):
+        raise ValueError(
+            "must be 16 bytes in hex as text in quotes, e.g. '01:03:05:07:09:0b:0d:0f:00:02:...'"
+        )
+    digits = value.strip().lower().replace(":", "").replace("-", "").replace(" ", "")
+    if len(digits) != 32 or any(c not in "0123456789abcdef" for c in digits):
+        raise ValueError("must be a 128-bit network key: 16 bytes in hex (32 hex digits)")
+    return ":".join(digits[i : i + 2] for i in range(0, 32, 2))
+
+
 Eui64 = Annotated[str, BeforeValidator(_eui64)]
+NetworkKeyHex = Annotated[str, BeforeValidator(_network_key)]
 NwkAddress = Annotated[int, BeforeValidator(_integer(0, 0xFFF7, "a 16-bit NWK short address", 4))]
 PanId = Annotated[int, BeforeValidator(_integer(0, 0xFFFE, "a 16-bit PAN ID", 4))]
 Channel = Annotated[int, BeforeValidator(_integer(11, 26, "a 2.4 GHz ZigBee channel"))]
@@ -433,8 +448,20 @@ class TestbedSpec(_Spec):
     pan_id: PanId = Field(description="the 16-bit PAN ID of the HAN")
     extended_pan_id: Eui64 = Field(description="the 64-bit extended PAN ID, in EUI-64 form")
     radio: RadioSpec = Field(description="the harness's radio and which device it plays")
+    network_key: NetworkKeyHex | None = Field(
+        default=None,
+        repr=False,
+        description="the 128-bit NWK key every device holds (emulated testbeds: devices are commissioned "
+        "with it); frames are then secured with AES-CCM* (security level 5). None: no NWK security",
+    )
+    network_key_sequence: int = Field(default=0, ge=0, le=255, description="the key's sequence number")
     devices: dict[str, DeviceSpec] = Field(description="every device, keyed by name")
     links: list[LinkSpec] = Field(description="which devices can hear each other")
+
+    @property
+    def network_key_bytes(self) -> bytes | None:
+        """The network key as the 16 bytes AES uses, or None without NWK security."""
+        return bytes.fromhex(self.network_key.replace(":", "")) if self.network_key else None
 
     _source: Path | None = PrivateAttr(default=None)
     _sha256: str | None = PrivateAttr(default=None)

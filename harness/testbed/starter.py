@@ -53,6 +53,8 @@ def device_config(spec: DeviceSpec, testbed: TestbedSpec) -> DeviceConfig:
         poll_interval=spec.poll_interval or 7.5,
         fast_poll_interval=spec.fast_poll_interval,
         defects=frozenset(spec.defects),
+        network_key=testbed.network_key_bytes,
+        network_key_sequence=testbed.network_key_sequence,
     )
 
 
@@ -127,7 +129,14 @@ def start_testbed(
         )
         for link in spec.links
     ]
-    premises = Premises(loop=loop, devices=configs, links=links, seed=spec.seed if seed is None else seed)
+    premises = Premises(
+        loop=loop,
+        devices=configs,
+        links=links,
+        seed=spec.seed if seed is None else seed,
+        network_key=spec.network_key_bytes,
+        network_key_sequence=spec.network_key_sequence,
+    )
     power: dict[str, PowerDriver] = {}
     for name in spec.devices:
         if name == coordinator.name:

@@ -25,6 +25,10 @@ DEFECTS: dict[str, str] = {
     "slow-block-requests": (
         "waits 30 s between block requests, legal but slow (throttled clients take hours: z2m #22463)"
     ),
+    "resets-frame-counter-on-upgrade": (
+        "starts its NWK outgoing frame counter again at 0 after an upgrade, so neighbours that remember "
+        "a higher counter drop everything it sends (deCONZ #3387, zigpy PR #1037)"
+    ),
     "drops-off-after-upgrade": (
         "after rebooting into the new image its stack never rejoins, so it falls silent "
         "(the bridge a bad ZigBee stack upgrade knocks off the network)"

@@ -30,6 +30,7 @@ from testbeds.emulator.node import (
     NodeIdentity,
 )
 from testbeds.emulator.ota_client import OtaClient, OtaClientConfig
+from testbeds.emulator.security import NwkSecurity
 
 HA_PROFILE = 0x0104
 APP_ENDPOINT = 1
@@ -74,6 +75,8 @@ class DeviceConfig:
     ota_max_data_size: int = 64
     ota_query_interval: float = 3600.0
     defects: frozenset[str] = frozenset()
+    network_key: bytes | None = None
+    network_key_sequence: int = 0
 
 
 @dataclass
@@ -151,6 +154,8 @@ class EmulatedDevice:
             on_data=self._on_data,
             log=self.log,
             poll_interval=self._poll_interval,
+            security=self._security(),
+            frame_counter=self.flash.next_nwk_frame_counter,
         )
         self.ota = OtaClient(
             loop=self.loop,
@@ -189,6 +194,10 @@ class EmulatedDevice:
         self.ota = None
         self.log("power lost")
 
+    def _security(self) -> NwkSecurity | None:
+        key = self.config.network_key
+        return NwkSecurity(key, self.config.network_key_sequence) if key is not None else None
+
     def _booted(self) -> None:
         self._boot_timer = None
         if "drops-off-after-upgrade" in self.config.defects and (
@@ -205,6 +214,9 @@ class EmulatedDevice:
     def _reboot(self) -> None:
         # The OTA client activated a new image: restart into it, as a real device resets.
         self.log("rebooting into the new image")
+        if "resets-frame-counter-on-upgrade" in self.config.defects:
+            self.log("defect resets-frame-counter-on-upgrade: NWK frame counter back to 0")
+            self.flash.nwk_frame_counter = 0
         self.loop.call_soon(self._restart)
 
     def _restart(self) -> None:

@@ -69,6 +69,15 @@ class Flash:
         self.pending_activation = False
         self.erase_count = 0
         self.bytes_written = 0
+        # Outgoing NWK frame counter: kept in non-volatile memory so it never goes backwards across
+        # a reboot or an upgrade (neighbours drop frames whose counter is not newer than the last).
+        self.nwk_frame_counter = 0
+
+    def next_nwk_frame_counter(self) -> int:
+        """The counter for the next secured frame this device sends (persisted before use)."""
+        counter = self.nwk_frame_counter
+        self.nwk_frame_counter = (counter + 1) & 0xFFFFFFFF
+        return counter
 
     # -- download area -------------------------------------------------------------------------
 

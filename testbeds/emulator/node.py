@@ -48,6 +48,7 @@ from testbeds.emulator.frames import (
     mac_ack,
 )
 from testbeds.emulator.medium import Medium, airtime
+from testbeds.emulator.security import IncomingCounters, NwkSecurity, SecurityError
 
 MAC_MAX_FRAME_RETRIES = 3
 MAC_TURNAROUND_S = 192e-6
@@ -129,9 +130,20 @@ class AddressBook:
 
 @dataclass
 class _Indirect:
-    nwk_bytes: bytes
+    frame: NwkFrame
     done: asyncio.Future[bool]
     expiry: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class _TxJob:
+    """One frame waiting for the radio: unicast to ``neighbour`` or, with None, a broadcast."""
+
+    neighbour: str | None
+    payload: NwkFrame | bytes
+    frame_pending: bool
+    frame_type: int
+    done: asyncio.Future[bool] | None
 
 
 @dataclass
@@ -151,6 +163,8 @@ class NodeCounters:
     malformed: int = 0
     indirect_expired: int = 0
     polls: int = 0
+    security_drops: int = 0
+    replays: int = 0
 
 
 class Node:
@@ -168,6 +182,8 @@ class Node:
         on_data: Callable[[ApsIndication], None],
         log: Callable[[str], None],
         poll_interval: Callable[[], float] | None = None,
+        security: NwkSecurity | None = None,
+        frame_counter: Callable[[], int] | None = None,
     ) -> None:
         self.loop = loop
         self.medium = medium
@@ -179,6 +195,9 @@ class Node:
         self.log = log
         self.counters = NodeCounters()
         self._poll_interval = poll_interval
+        self.security = security
+        self._frame_counter = frame_counter or _RamCounter()
+        self.incoming_counters = IncomingCounters()
         self._mac_seq = rng.randrange(256)
         self._nwk_seq = rng.randrange(256)
         self._aps_counter = rng.randrange(256)
@@ -189,6 +208,8 @@ class Node:
         self._aps_seen = _RecentSet(loop)
         self._aps_waiting: dict[tuple[int, int], asyncio.Future[None]] = {}
         self._awake = 0
+        self._tx_queue: deque[_TxJob] = deque()
+        self._tx_busy = False
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task[object]] = set()
         self._running = False
@@ -212,6 +233,11 @@ class Node:
         for task in self._tasks:
             task.cancel()
         self._tasks.clear()
+        for job in self._tx_queue:
+            if job.done is not None and not job.done.done():
+                job.done.set_result(False)
+        self._tx_queue.clear()
+        self._tx_busy = False
         for future, _ in self._pending_mac_acks.values():
             if not future.done():
                 future.set_result(False)
@@ -265,9 +291,59 @@ class Node:
         return airtime(frame) + airtime(b"\0" * 5) + 2 * latency + MAC_TURNAROUND_S + 0.001
 
     async def _mac_unicast(
-        self, neighbour: str, payload: bytes, *, frame_pending: bool = False, frame_type: int = MAC_DATA
+        self,
+        neighbour: str,
+        payload: NwkFrame | bytes,
+        *,
+        frame_pending: bool = False,
+        frame_type: int = MAC_DATA,
+        urgent: bool = False,
     ) -> bool:
-        """Send one MAC frame to a neighbour with acknowledgement and retries; True when acked."""
+        """Queue one frame for a neighbour (acknowledged, retried); True when it was acked."""
+        done: asyncio.Future[bool] = self.loop.create_future()
+        job = _TxJob(neighbour, payload, frame_pending, frame_type, done)
+        if urgent:
+            self._tx_queue.appendleft(job)
+        else:
+            self._tx_queue.append(job)
+        self._tx_kick()
+        return await done
+
+    def _mac_broadcast(self, payload: NwkFrame | bytes) -> None:
+        """Queue one broadcast frame (no acknowledgement) for every link kind this node has."""
+        self._tx_queue.append(_TxJob(None, payload, False, MAC_DATA, None))
+        self._tx_kick()
+
+    def _tx_kick(self) -> None:
+        # One radio, one frame at a time (as CSMA-CA serialises a real transceiver): frames, and so
+        # their NWK frame counters, leave in order, and a retry ends before the next frame starts.
+        if self._tx_busy or not self._tx_queue or not self._running:
+            return
+        self._tx_busy = True
+        self._spawn(self._transmit(self._tx_queue.popleft()))
+
+    async def _transmit(self, job: _TxJob) -> None:
+        ok = False
+        try:
+            # Secured only now, as it leaves the radio, so frame counters go out in ascending order.
+            payload = self._nwk_out(job.payload) if isinstance(job.payload, NwkFrame) else job.payload
+            if job.neighbour is None:
+                sent = self._send_broadcast(payload)
+                ok = True
+                # No ack to wait for: hold the radio until the frame has left it, so the next frame
+                # cannot overtake it on air.
+                await asyncio.sleep(airtime(sent) + MAC_TURNAROUND_S)
+            else:
+                ok = await self._send_unicast(job.neighbour, payload, job.frame_pending, job.frame_type)
+        finally:
+            self._tx_busy = False
+            if job.done is not None and not job.done.done():
+                job.done.set_result(ok)
+            self._tx_kick()
+
+    async def _send_unicast(
+        self, neighbour: str, payload: bytes, frame_pending: bool, frame_type: int
+    ) -> bool:
         dst = self.addresses.by_name.get(neighbour)
         if dst is None:
             return False
@@ -275,19 +351,19 @@ class Node:
         # A retransmission carries the same sequence number, so the receiver can drop the copy.
         seq = self._next_mac_seq()
         try:
+            frame = MacFrame(
+                frame_type=frame_type,
+                seq=seq,
+                dst_pan=self.me.pan_id,
+                dst=dst,
+                src=self.me.nwk,
+                ack_request=True,
+                frame_pending=frame_pending,
+                payload=payload,
+            ).encode()
             for attempt in range(MAC_MAX_FRAME_RETRIES + 1):
                 if not self._running:
                     return False
-                frame = MacFrame(
-                    frame_type=frame_type,
-                    seq=seq,
-                    dst_pan=self.me.pan_id,
-                    dst=dst,
-                    src=self.me.nwk,
-                    ack_request=True,
-                    frame_pending=frame_pending,
-                    payload=payload,
-                ).encode()
                 acked: asyncio.Future[bool] = self.loop.create_future()
                 self._pending_mac_acks[seq] = (acked, neighbour)
                 self.counters.mac_tx += 1
@@ -307,7 +383,7 @@ class Node:
         finally:
             self._doze()
 
-    def _mac_broadcast(self, payload: bytes) -> None:
+    def _send_broadcast(self, payload: bytes) -> bytes:
         frame = MacFrame(
             frame_type=MAC_DATA,
             seq=self._next_mac_seq(),
@@ -319,15 +395,16 @@ class Node:
         kinds = {link.kind for link in self.medium.neighbours(self.me.name).values()}
         for kind in sorted(kinds):
             self.medium.transmit(self.me.name, frame, None, kind)
+        return frame
 
-    async def _mac_send(self, neighbour: str, nwk_bytes: bytes) -> bool:
+    async def _mac_send(self, neighbour: str, frame: NwkFrame) -> bool:
         """Hand a NWK frame to a neighbour: directly, or held for a sleepy child until it polls."""
         if neighbour in self.addresses.sleepy and self.me.is_router:
-            return await self._queue_indirect(neighbour, nwk_bytes)
-        return await self._mac_unicast(neighbour, nwk_bytes)
+            return await self._queue_indirect(neighbour, frame)
+        return await self._mac_unicast(neighbour, frame)
 
-    async def _queue_indirect(self, child: str, nwk_bytes: bytes) -> bool:
-        entry = _Indirect(nwk_bytes, self.loop.create_future())
+    async def _queue_indirect(self, child: str, frame: NwkFrame) -> bool:
+        entry = _Indirect(frame, self.loop.create_future())
         queue = self._indirect.setdefault(child, deque())
         queue.append(entry)
 
@@ -403,7 +480,7 @@ class Node:
         more = bool(queue)
 
         async def deliver() -> None:
-            ok = await self._mac_unicast(child, entry.nwk_bytes, frame_pending=more)
+            ok = await self._mac_unicast(child, entry.frame, frame_pending=more, urgent=True)
             _resolve(entry.done, ok)
 
         self._spawn(deliver())
@@ -430,8 +507,10 @@ class Node:
         return self._nwk_seq
 
     def _nwk_out(self, frame: NwkFrame) -> bytes:
-        # NWK security (a later issue) encrypts here: header_bytes() is the CCM* associated data.
-        return frame.encode()
+        """The NWK frame as sent: secured hop by hop with our own IEEE address and frame counter."""
+        if self.security is None:
+            return frame.encode()
+        return self.security.protect(frame, source_ieee=self.me.ieee, frame_counter=self._frame_counter())
 
     def _nwk_in(self, raw: bytes, sender: str) -> None:
         try:
@@ -442,12 +521,40 @@ class Node:
             return
         if frame.frame_type != NWK_DATA:
             return
+        if not self._nwk_check(frame, sender):
+            return
         if frame.dst >= NWK_BROADCAST_ROUTERS:
             self._nwk_broadcast_in(frame)
         elif frame.dst == self.me.nwk:
             self._aps_in(frame.payload, frame.src, frame.dst, broadcast=False)
         elif self.me.is_router:
             self._relay(frame)
+
+    def _nwk_check(self, frame: NwkFrame, sender: str) -> bool:
+        """Accept a frame under the network's security policy; on success its payload is plaintext."""
+        if self.security is None:
+            return not frame.security
+        if not frame.security:
+            self.counters.security_drops += 1
+            self.log(f"dropped unsecured NWK frame from {sender}")
+            return False
+        try:
+            opened = self.security.unprotect(frame)
+        except SecurityError as exc:
+            self.counters.security_drops += 1
+            self.log(f"dropped secured NWK frame from {sender}: {exc}")
+            return False
+        if not self.incoming_counters.accept(opened.aux.source_ieee, opened.aux.frame_counter):
+            self.counters.replays += 1
+            last = self.incoming_counters.last(opened.aux.source_ieee)
+            self.log(
+                f"dropped frame from {sender}: frame counter {opened.aux.frame_counter} is not newer "
+                f"than {last} (replay or counter gone backwards)"
+            )
+            return False
+        frame.security = False
+        frame.payload = opened.plaintext
+        return True
 
     def _nwk_broadcast_in(self, frame: NwkFrame) -> None:
         key = (frame.src, frame.seq)
@@ -460,7 +567,7 @@ class Node:
         )
         if self.me.is_router and frame.radius > 1:
             frame.radius -= 1
-            self._later(self.rng.uniform(0, BROADCAST_JITTER_S), self._mac_broadcast, self._nwk_out(frame))
+            self._later(self.rng.uniform(0, BROADCAST_JITTER_S), self._mac_broadcast, frame)
         if for_me:
             self._aps_in(frame.payload, frame.src, frame.dst, broadcast=True)
 
@@ -472,7 +579,7 @@ class Node:
             return
         frame.radius -= 1
         self.counters.nwk_relayed += 1
-        self._spawn(self._mac_send(next_hop, self._nwk_out(frame)))
+        self._spawn(self._mac_send(next_hop, frame))
 
     async def nwk_send(self, dst: int, aps_bytes: bytes, *, radius: int = NWK_DEFAULT_RADIUS) -> bool:
         """Send an APS frame to a network address; True when the first hop took it."""
@@ -487,9 +594,9 @@ class Node:
         if dst >= NWK_BROADCAST_ROUTERS:
             self._broadcasts_seen.add((self.me.nwk, frame.seq))
             if self.me.is_router:
-                self._mac_broadcast(self._nwk_out(frame))
+                self._mac_broadcast(frame)
             elif self.me.parent is not None:
-                return await self._mac_unicast(self.me.parent, self._nwk_out(frame))
+                return await self._mac_unicast(self.me.parent, frame)
             return True
         if dst == self.me.nwk:
             self._aps_in(aps_bytes, self.me.nwk, dst, broadcast=False)
@@ -499,7 +606,7 @@ class Node:
             self.counters.nwk_no_route += 1
             self.log(f"no route to 0x{dst:04X}")
             return False
-        return await self._mac_send(next_hop, self._nwk_out(frame))
+        return await self._mac_send(next_hop, frame)
 
     # ------------------------------------------------------------------------------------ APS
     def _next_aps_counter(self) -> int:
@@ -596,6 +703,18 @@ class Node:
                 broadcast=broadcast,
             )
         )
+
+
+class _RamCounter:
+    """An outgoing frame counter held in RAM (a coordinator radio whose host keeps the real one)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def __call__(self) -> int:
+        value = self.value
+        self.value = (value + 1) & 0xFFFFFFFF
+        return value
 
 
 class _RecentSet:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from testbeds.emulator.device import DeviceConfig, DeviceLog, EmulatedDevice
 from testbeds.emulator.medium import Medium, Sniffer
 from testbeds.emulator.node import COORDINATOR, ROUTER, AddressBook, ApsIndication, Node, NodeIdentity
+from testbeds.emulator.security import NwkSecurity
 
 
 @dataclass(frozen=True)
@@ -109,9 +110,13 @@ class Premises:
         devices: list[DeviceConfig],
         links: list[LinkConfig],
         seed: int,
+        network_key: bytes | None = None,
+        network_key_sequence: int = 0,
     ) -> None:
         self.loop = loop
         self.seed = seed
+        self.network_key = network_key
+        self.network_key_sequence = network_key_sequence
         self.rng = random.Random(seed)
         self.medium = Medium(loop=loop, rng=random.Random(f"{seed}/medium"))
         for link in links:
@@ -167,6 +172,7 @@ class Premises:
             rng=random.Random(f"{self.seed}/{name}/radio"),
             on_data=on_data,
             log=log,
+            security=NwkSecurity(self.network_key, self.network_key_sequence) if self.network_key else None,
         )
         node.start()
         self.coordinator = CoordinatorRadio(node)
