@@ -4,7 +4,12 @@ It is written from the specifications (IEEE 802.15.4-2006 §7.2 MAC frames, ZigB
 NWK and §2.2.5 APS frames, ZCL §2.4 general frames and §11.13 OTA Upgrade commands), not from
 the emulator's codec, so the evidence does not depend on the code it judges. It runs once for
 every captured frame, so it reads fields with precompiled ``struct`` layouts and stops at the
-first layer it cannot see into (NWK or APS security without keys).
+first layer it cannot see into.
+
+Frames secured at the NWK layer (ZigBee PRO 2015 §4.3, security level 5: AES-CCM* encryption
+with a 4-byte MIC) are decrypted when the network key is given, and then read down to the OTA
+fields like any other frame; without the right key they stop at ``NWK(secured)``. APS-layer
+security (link keys, used for key transport) is not decrypted.
 
 :func:`summarize` never raises: a damaged frame comes back as a :class:`FrameSummary` with the
 layers it could read filled in and ``error`` saying what was wrong and where.
@@ -13,7 +18,9 @@ layers it could read filled in and ``error`` saying what was wrong and where.
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "APS_COMMAND_NAMES",
@@ -223,6 +230,19 @@ class FrameSummary:
     Addresses are strings: short addresses as ``"0x1234"``, IEEE (EUI-64) addresses as
     ``"00:0d:6f:00:0a:bc:de:f0"`` (most significant byte first, as printed on labels).
     Fields of layers that the frame does not have, or that are encrypted, stay None.
+
+    For a frame secured at the NWK layer (``nwk_secured``), the auxiliary security header is
+    read in any case: ``nwk_frame_counter``, ``nwk_key_id`` (0 data key, 1 network key,
+    2 key-transport key, 3 key-load key), ``nwk_key_seq`` (the network key's sequence number,
+    when ``nwk_key_id`` is 1) and ``nwk_src_ieee``, the IEEE address of the device that secured
+    the frame. NWK security is applied hop by hop, so on a relayed frame that is the relaying
+    router (the MAC source), not the NWK source. ``nwk_decrypted`` is True when one of the keys
+    given to :func:`summarize` verified the frame's MIC and the layers above were read from the
+    plaintext; ``mic_failed`` is True when keys were given and none of them verified it (a
+    wrong or outdated key, or a damaged frame).
+
+    ``zdo_nwk_addr`` and ``zdo_ieee`` are the short and IEEE address pair a ZDO Device_annce,
+    NWK_addr_rsp or IEEE_addr_rsp tells about.
     ``layers`` is a one-line description such as
     ``MAC data 0x0000→0x0001 / NWK 0x0000→0x1234 r30 #7 / APS data 0x0019@1 #12 / ZCL OTA Image
     Block Response off=64 len=50``. ``error`` is None for a well-formed frame and otherwise says
@@ -242,6 +262,11 @@ class FrameSummary:
     nwk_radius: int | None = None
     nwk_secured: bool = False
     nwk_frame_counter: int | None = None
+    nwk_key_id: int | None = None
+    nwk_key_seq: int | None = None
+    nwk_src_ieee: str | None = None
+    nwk_decrypted: bool = False
+    mic_failed: bool = False
     nwk_command: str | None = None
     aps_type: str | None = None
     aps_counter: int | None = None
@@ -261,6 +286,8 @@ class FrameSummary:
     block_data: bytes | None = None
     image_size: int | None = None
     upgrade_time: int | None = None
+    zdo_nwk_addr: str | None = None
+    zdo_ieee: str | None = None
     layers: str = ""
     error: str | None = None
 
@@ -279,7 +306,8 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _MAC_SHORT = struct.Struct("<HHH")  # PAN, destination, source
 _NWK_HEAD = struct.Struct("<HHHBB")
-_NWK_AUX = struct.Struct("<BI")
+_NWK_AUX = struct.Struct("<BI")  # security control, frame counter
+_NWK_MIC_LEN = 4  # security level 5, ENC-MIC-32
 _APS_DATA = struct.Struct("<BHHBB")  # dst ep, cluster, profile, src ep, counter
 _APS_GROUP = struct.Struct("<HHHBB")  # group, cluster, profile, src ep, counter
 _ZCL_MFR = struct.Struct("<HBB")
@@ -312,8 +340,21 @@ def _need(buf: bytes, at: int, n: int, what: str) -> None:
         raise _Malformed(f"{what}: needs {n} bytes at layer offset {at}, only {max(len(buf) - at, 0)} left")
 
 
-def summarize(raw: bytes) -> FrameSummary:
+def summarize(
+    raw: bytes, keys: Sequence[bytes] = (), ieee_by_nwk: Mapping[int, bytes] | None = None
+) -> FrameSummary:
     """Decode one captured 802.15.4 frame (with its 2-byte FCS) into a :class:`FrameSummary`.
+
+    Args:
+        raw: the frame as captured, ending with its FCS.
+        keys: network keys (16 bytes each, in AES order) to try on a frame secured at the NWK
+            layer, in order; put the current key first. With none, secured frames stop at
+            ``NWK(secured)`` as before.
+        ieee_by_nwk: IEEE addresses by short address, each 8 bytes in over-the-air order (least
+            significant byte first, the reverse of the printed form). Only needed for secured
+            frames that do not carry the sender's IEEE address themselves (no extended nonce):
+            the decryption nonce is built from it. The :class:`~harness.evidence.Recorder`
+            learns this map from the frames it sees.
 
     Never raises: malformed input gives a summary with ``error`` set and every layer that could
     be read before the damage filled in.
@@ -323,7 +364,7 @@ def summarize(raw: bytes) -> FrameSummary:
     try:
         if not isinstance(raw, bytes | bytearray | memoryview):
             raise _Malformed(f"not a frame: expected bytes, got {type(raw).__name__}")
-        _decode_mac(bytes(raw), s, parts)
+        _decode_mac(bytes(raw), s, parts, keys, ieee_by_nwk)
     except _Malformed as e:
         s.error = str(e)
     except Exception as e:  # the contract is "never raises"; any slip in here becomes evidence
@@ -334,7 +375,13 @@ def summarize(raw: bytes) -> FrameSummary:
     return s
 
 
-def _decode_mac(raw: bytes, s: FrameSummary, parts: list[str]) -> None:
+def _decode_mac(
+    raw: bytes,
+    s: FrameSummary,
+    parts: list[str],
+    keys: Sequence[bytes],
+    ieee_by_nwk: Mapping[int, bytes] | None,
+) -> None:
     n = len(raw)
     if n < 5:
         if n >= 2:
@@ -366,8 +413,11 @@ def _decode_mac(raw: bytes, s: FrameSummary, parts: list[str]) -> None:
         s.mac_pan = f"0x{pan:04x}"
         s.mac_dst = f"0x{dst:04x}"
         s.mac_src = f"0x{src:04x}"
+        hop: int | bytes | None = src
         at += 6
         dst_mode = src_mode = 0
+    else:
+        hop = None
     if dst_mode:
         _need(raw, at, 2, "MAC destination PAN")
         s.mac_pan = _short(raw[at] | (raw[at + 1] << 8))
@@ -388,10 +438,12 @@ def _decode_mac(raw: bytes, s: FrameSummary, parts: list[str]) -> None:
             at += 2
         if src_mode == 2:
             _need(raw, at, 2, "MAC source address")
-            s.mac_src = _short(raw[at] | (raw[at + 1] << 8))
+            hop = raw[at] | (raw[at + 1] << 8)
+            s.mac_src = _short(hop)
             at += 2
         else:
             _need(raw, at, 8, "MAC source address")
+            hop = raw[at : at + 8]
             s.mac_src = _eui64(raw, at)
             at += 8
     if at > end:
@@ -415,10 +467,19 @@ def _decode_mac(raw: bytes, s: FrameSummary, parts: list[str]) -> None:
     parts.append(head)
     if mtype != "data":
         return
-    _decode_nwk(raw[at:end], s, parts)
+    _decode_nwk(raw[at:end], s, parts, keys, ieee_by_nwk, hop)
 
 
-def _decode_nwk(p: bytes, s: FrameSummary, parts: list[str]) -> None:
+def _decode_nwk(
+    p: bytes,
+    s: FrameSummary,
+    parts: list[str],
+    keys: Sequence[bytes],
+    ieee_by_nwk: Mapping[int, bytes] | None,
+    hop: int | bytes | None,
+) -> None:
+    """NWK frame (ZigBee PRO 2015 §3.3.1); ``hop`` is the MAC source (short address as an int,
+    or an extended address in over-the-air order): the device that applied NWK security."""
     if len(p) < 2:
         raise _Malformed(f"NWK: payload of {len(p)} bytes has no frame control")
     fcf = p[0] | (p[1] << 8)
@@ -440,7 +501,9 @@ def _decode_nwk(p: bytes, s: FrameSummary, parts: list[str]) -> None:
     at = 8
     if fcf & 0x0800:
         at += 8
+    src_ieee_at = -1
     if fcf & 0x1000:
+        src_ieee_at = at
         at += 8
     if fcf & 0x0100:
         at += 1
@@ -452,12 +515,22 @@ def _decode_nwk(p: bytes, s: FrameSummary, parts: list[str]) -> None:
     head = f"NWK {s.nwk_src}→{s.nwk_dst} r{radius} #{seq}"
     if fcf & 0x0200:
         s.nwk_secured = True
-        # Auxiliary header (§4.5.1): security control, frame counter, [source IEEE], [key seq].
-        if at + 5 <= len(p):
-            _, s.nwk_frame_counter = _NWK_AUX.unpack_from(p, at)
-            parts.append(f"{head} / NWK(secured) fc={s.nwk_frame_counter}")
-        else:
-            parts.append(f"{head} / NWK(secured)")
+        plain = _nwk_unsecure(p, at, src, src_ieee_at, s, keys, ieee_by_nwk, hop, head, parts)
+        if plain is None:
+            return
+        key_seq = "" if s.nwk_key_seq is None else f" kseq={s.nwk_key_seq}"
+        parts.append(head)
+        parts.append(f"NWK(decrypted) fc={s.nwk_frame_counter}{key_seq}")
+        if ftype == 1:
+            _need(plain, 0, 1, "NWK command identifier (decrypted)")
+            cid = plain[0]
+            s.nwk_command = NWK_COMMAND_NAMES.get(cid, f"0x{cid:02x}")
+            parts.append(f"NWK command {s.nwk_command}")
+            return
+        if ftype != 0:
+            parts.append(f"NWK frame type {ftype} (reserved)")
+            return
+        _decode_aps(plain, s, parts, inter_pan=False)
         return
     if ftype == 1:
         _need(p, at, 1, "NWK command identifier")
@@ -470,6 +543,126 @@ def _decode_nwk(p: bytes, s: FrameSummary, parts: list[str]) -> None:
         return
     parts.append(head)
     _decode_aps(p[at:], s, parts, inter_pan=False)
+
+
+# --- NWK security (ZigBee PRO 2015 §4.3.1 and §4.5) ----------------------------------------
+class _NotImportedYet(Exception):
+    """Stands in for cryptography's InvalidTag until the first key is used."""
+
+
+_CCM_CACHE: dict[bytes, Any] = {}
+_CCM_CACHE_MAX = 64
+_AESCCM: Any = None
+_InvalidTag: type[Exception] = _NotImportedYet
+
+
+def _ccm(key: object) -> Any:
+    """The AES-CCM* cipher with a 4-byte MIC for ``key``, built once per key (building one costs
+    about half as much as decrypting a frame); None for anything that is not a 16-byte key."""
+    global _AESCCM, _InvalidTag
+    if type(key) is not bytes:
+        if not isinstance(key, bytearray | memoryview):
+            return None
+        key = bytes(key)
+    ccm = _CCM_CACHE.get(key)
+    if ccm is None:
+        if len(key) != 16:  # ZigBee uses AES-128 only
+            return None
+        if _AESCCM is None:
+            # Imported on first use: it costs ~10 ms, which runs without keys never pay.
+            from cryptography.exceptions import InvalidTag
+            from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+
+            _AESCCM, _InvalidTag = AESCCM, InvalidTag
+        if len(_CCM_CACHE) >= _CCM_CACHE_MAX:
+            _CCM_CACHE.clear()  # keys are few; this only bounds memory against a flood of junk keys
+        ccm = _CCM_CACHE[key] = _AESCCM(key, tag_length=_NWK_MIC_LEN)
+    return ccm
+
+
+def _nwk_unsecure(
+    p: bytes,
+    aux_at: int,
+    nwk_src: int,
+    src_ieee_at: int,
+    s: FrameSummary,
+    keys: Sequence[bytes],
+    ieee_by_nwk: Mapping[int, bytes] | None,
+    hop: int | bytes | None,
+    head: str,
+    parts: list[str],
+) -> bytes | None:
+    """Read the auxiliary security header at ``p[aux_at:]`` and decrypt the rest with ``keys``.
+
+    Returns the plaintext NWK payload, or None (after adding the ``NWK(secured)`` layer text)
+    when no key verifies the MIC or the frame cannot be decrypted at all.
+    """
+    # §4.5.1: security control (1), frame counter (4), source address (8, if extended nonce),
+    # key sequence number (1, if the key identifier says network key).
+    n = len(p)
+    if aux_at + 5 > n:
+        parts.append(f"{head} / NWK(secured)")
+        raise _Malformed(
+            f"NWK auxiliary header: needs 5 bytes at layer offset {aux_at}, only {n - aux_at} left"
+        )
+    control, counter = _NWK_AUX.unpack_from(p, aux_at)
+    s.nwk_frame_counter = counter
+    key_id = s.nwk_key_id = (control >> 3) & 0x3
+    at = aux_at + 5
+    nonce_source: bytes | None = None
+    try:
+        if control & 0x20:  # extended nonce: the sender's IEEE address travels with the frame
+            _need(p, at, 8, "NWK auxiliary header source address")
+            nonce_source = p[at : at + 8]
+            at += 8
+        if key_id == 1:
+            _need(p, at, 1, "NWK auxiliary header key sequence number")
+            s.nwk_key_seq = p[at]
+            at += 1
+        if n - at < _NWK_MIC_LEN:
+            raise _Malformed(
+                f"NWK secured payload: needs its {_NWK_MIC_LEN}-byte MIC at layer offset {at}, "
+                f"only {n - at} left"
+            )
+    except _Malformed:
+        parts.append(f"{head} / NWK(secured) fc={counter}")
+        raise
+    if nonce_source is None:
+        # Without the extended nonce the receiver must know the securing device's IEEE address
+        # (§4.3.1.2): NWK security is hop by hop, so that device is the MAC source.
+        if isinstance(hop, bytes):
+            nonce_source = hop
+        elif ieee_by_nwk is not None and hop is not None:
+            nonce_source = ieee_by_nwk.get(hop)
+        if nonce_source is None and src_ieee_at >= 0 and (hop is None or hop == nwk_src):
+            nonce_source = p[src_ieee_at : src_ieee_at + 8]  # first hop: the originator secured it
+        if not isinstance(nonce_source, bytes | bytearray) or len(nonce_source) != 8:
+            nonce_source = None
+    if nonce_source is not None:
+        s.nwk_src_ieee = bytes(nonce_source)[::-1].hex(":")
+    if keys and nonce_source is not None:
+        # The security level is not sent (§4.3.1.1 zeroes bits 0-2 before transmission): the
+        # nonce (§4.5.2.2: source IEEE, frame counter, security control) and the authenticated
+        # data both use the control byte with nwkSecurityLevel 5 put back in.
+        level5 = (control & 0xF8) | 0x05
+        nonce = bytes(nonce_source) + p[aux_at + 1 : aux_at + 5] + bytes((level5,))
+        # §4.3.1.1 and Annex A: a = NWK header || auxiliary header, m = NWK payload, and the
+        # 4-byte MIC follows the ciphertext at the end of the frame.
+        aad = p[:aux_at] + bytes((level5,)) + p[aux_at + 1 : at]
+        sealed = p[at:]
+        for key in keys:
+            ccm = _ccm(key)
+            if ccm is None:
+                continue
+            try:
+                plain: bytes = ccm.decrypt(nonce, sealed, aad)
+            except _InvalidTag:  # the MIC does not verify with this key
+                continue
+            s.nwk_decrypted = True
+            return plain
+        s.mic_failed = True
+    parts.append(f"{head} / NWK(secured) fc={counter}")
+    return None
 
 
 def _decode_aps(p: bytes, s: FrameSummary, parts: list[str], *, inter_pan: bool) -> None:
@@ -554,6 +747,16 @@ def _decode_zdo(p: bytes, s: FrameSummary, parts: list[str]) -> None:
     s.zcl_command = ZDO_CLUSTER_NAMES.get(cluster, f"ZDO 0x{cluster:04x}")
     if p:
         s.zcl_tsn = p[0]
+    # Frames that pair a short address with an IEEE address (ZigBee PRO 2015 §2.4.3.1.11
+    # Device_annce: NWK, IEEE, capability; §2.4.4.2.1/2 NWK_addr_rsp and IEEE_addr_rsp: status,
+    # IEEE, NWK). They let a recorder build the map that decrypting frames without an extended
+    # nonce needs.
+    if cluster == 0x0013 and len(p) >= 11:
+        s.zdo_nwk_addr = _short(p[1] | (p[2] << 8))
+        s.zdo_ieee = _eui64(p, 3)
+    elif (cluster == 0x8000 or cluster == 0x8001) and len(p) >= 12 and p[1] == 0x00:
+        s.zdo_ieee = _eui64(p, 2)
+        s.zdo_nwk_addr = _short(p[10] | (p[11] << 8))
     parts.append(f"ZDO {s.zcl_command}")
 
 

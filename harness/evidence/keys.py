@@ -26,6 +26,7 @@ from harness.errors import BadInputError
 
 __all__ = [
     "DEFAULT_TSHARK_FIELDS",
+    "OTA_DISPLAY_FILTER",
     "WIRESHARK_KEY_FILE",
     "NetworkKey",
     "tshark_decode_command",
@@ -50,7 +51,7 @@ class NetworkKey:
     configuration writes it (``01:03:05:...`` means the first key byte is 0x01). ``label`` names
     it in logs and in Wireshark (e.g. ``"CH network key"``); ``sequence_number`` (0–255) is the
     key sequence number the Trust Centre gave it, the one that secured frames carry
-    (ZigBee PRO 2015 §4.5.1.3).
+    (ZigBee PRO 2015 §4.5.1, auxiliary frame header).
 
     Printing one shows ``NetworkKey('CH network key', seq=0, sha256=1a2b3c4d…)``: the label, the
     sequence number and the first bytes of the key's SHA-256, enough to tell two keys apart and
@@ -64,9 +65,7 @@ class NetworkKey:
     def __post_init__(self) -> None:
         # Never put the key itself into an error message: say what is wrong with it instead.
         if not isinstance(self.key, bytes | bytearray | memoryview):
-            raise BadInputError(
-                f"a network key must be 16 bytes, not {type(self.key).__name__}", field="key"
-            )
+            raise BadInputError(f"a network key must be 16 bytes, not {type(self.key).__name__}", field="key")
         key = bytes(self.key)
         if len(key) != 16:
             raise BadInputError(f"a network key must be 16 bytes, this one has {len(key)}", field="key")
@@ -178,17 +177,22 @@ DEFAULT_TSHARK_FIELDS: tuple[str, ...] = (
 )
 """The fields :func:`tshark_decode_command` prints unless told otherwise."""
 
+OTA_DISPLAY_FILTER = "zbee_zcl && zbee_aps.cluster == 0x0019"
+"""A display filter for ZCL frames of the OTA Upgrade cluster. (tshark 4.0's OTA dissector adds no
+protocol item of its own, so the filter ``zbee_zcl_general.ota`` matches no frame at all.)"""
+
 
 def tshark_decode_command(
     pcap: str = "evidence/air.pcap",
     key_folder: str = "evidence",
     fields: Sequence[str] = DEFAULT_TSHARK_FIELDS,
-    display_filter: str | None = "zbee_zcl_general.ota",
+    display_filter: str | None = OTA_DISPLAY_FILTER,
 ) -> str:
     """The shell command that decodes an encrypted capture with the run's key file, for docs and
     reports, e.g. (run in the run folder)::
 
-        WIRESHARK_CONFIG_DIR=evidence tshark -r evidence/air.pcap -Y zbee_zcl_general.ota -T fields ...
+        WIRESHARK_CONFIG_DIR=evidence tshark -r evidence/air.pcap \\
+            -Y 'zbee_zcl && zbee_aps.cluster == 0x0019' -T fields -e ...
 
     ``key_folder`` is the folder holding ``zigbee_pc_keys`` (the recorder writes it into
     ``evidence/``). ``WIRESHARK_CONFIG_DIR`` makes that folder tshark's profile for this one

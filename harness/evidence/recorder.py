@@ -8,7 +8,18 @@ Layout it creates in the run folder::
                               (gzipped to timeline.jsonl.gz once timeline.parquet is written)
     evidence/images/          firmware images offered during the run
     evidence/serial/<port>.log  serial transcripts, one timestamped line per line received
+    evidence/zigbee_pc_keys   the network keys, for Wireshark/tshark (only when keys are given)
     timeline.parquet          written by close() from timeline.jsonl
+
+When the devices encrypt their NWK frames, give the recorder the network key(s): it decrypts
+every frame for the timeline and writes ``evidence/zigbee_pc_keys`` (owner-readable only), so
+that tshark decodes the capture too, run from the run folder::
+
+    WIRESHARK_CONFIG_DIR=evidence tshark -r evidence/air.pcap -Y 'zbee_zcl && zbee_aps.cluster == 0x0019'
+
+That file is the only place a key is written: the timeline, the serial transcripts and
+everything built from them show a key as its label and fingerprint, and any key text that a
+device prints on its console is replaced with «redacted» in its transcript.
 
 Everything is appended and flushed as it happens, so a crash or a kill keeps all evidence up to
 that moment; ``finalize_timeline`` can still turn the JSON lines of a killed run into Parquet.
@@ -23,13 +34,14 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
 from harness.errors import BadInputError
 from harness.evidence.decode import FrameSummary, summarize
+from harness.evidence.keys import WIRESHARK_KEY_FILE, NetworkKey, write_wireshark_keys
 from harness.evidence.pcap import PcapWriter
 from harness.evidence.timeline import TimelineStats, TimelineWriter, iso_utc
 
@@ -47,6 +59,24 @@ def _clean_name(name: str) -> str:
     return _SAFE_NAME.sub("_", name).strip("._") or "port"
 
 
+def _key_text_pattern(keys: Iterable[NetworkKey]) -> re.Pattern[str] | None:
+    """A pattern matching any key of ``keys`` written out as hex: upper or lower case, with or
+    without ``:``, ``-`` or spaces between bytes, in either byte order (some stacks print keys
+    least significant byte first)."""
+    forms = []
+    for k in keys:
+        for order in (k.key, k.key[::-1]):
+            forms.append(r"[:\-\s]?".join(f"{b:02x}" for b in order))
+    return re.compile("|".join(forms), re.IGNORECASE) if forms else None
+
+
+def _learn_pair(known: dict[str, str], table: dict[int, bytes], short: str, ieee: str) -> None:
+    # The decoder wants 8 bytes in over-the-air order; the summary prints them the other way round.
+    if known.get(short) != ieee and len(short) == 6 and short.startswith("0x"):
+        known[short] = ieee
+        table[int(short, 16)] = bytes.fromhex(ieee.replace(":", ""))[::-1]
+
+
 class Recorder:
     """Records one run's evidence under ``run_dir``.
 
@@ -60,6 +90,10 @@ class Recorder:
         addresses: optional names for addresses, e.g. ``{"0x1234": "B2"}``. The recorder also
             learns them by itself: the MAC source of a radio frame is the address of the device
             that sent it (``hop_src``).
+        network_keys: the ZigBee network key(s) that secure NWK frames, current key first. With
+            keys, secured frames are decrypted for the timeline (down to the OTA command and
+            file offset) and ``evidence/zigbee_pc_keys`` is written for Wireshark/tshark. A key
+            rotated in during the run is added with :meth:`add_network_key`.
 
     Pcap timestamps are the wall time when the recorder started plus the testbed time elapsed
     since, so Wireshark's relative times are testbed times.
@@ -72,6 +106,7 @@ class Recorder:
         wall_clock: Callable[[], float] = time.time,
         virtual_clock: Callable[[], float],
         addresses: Mapping[str, str] | None = None,
+        network_keys: Sequence[NetworkKey] = (),
     ) -> None:
         self.run_dir = Path(run_dir)
         self.evidence_dir = self.run_dir / "evidence"
@@ -80,6 +115,15 @@ class Recorder:
         self.pcap_path = self.evidence_dir / "air.pcap"
         self.timeline_jsonl = self.evidence_dir / "timeline.jsonl"
         self.timeline_parquet = self.run_dir / "timeline.parquet"
+        self.key_file = self.evidence_dir / WIRESHARK_KEY_FILE
+        keys = list(network_keys)
+        for i, key in enumerate(keys):
+            if not isinstance(key, NetworkKey):
+                # Name the position and the type only: the value may well be the key itself.
+                raise BadInputError(
+                    f"network key {i + 1} must be a NetworkKey, not {type(key).__name__}",
+                    field="network_keys",
+                )
         for existing in (self.pcap_path, self.timeline_jsonl, self.timeline_parquet):
             if existing.exists():
                 raise BadInputError(
@@ -100,6 +144,17 @@ class Recorder:
         self._seq = 0
         self._stats: TimelineStats | None = None
         self._closed = False
+        self._network_keys: list[NetworkKey] = []
+        self._raw_keys: tuple[bytes, ...] = ()
+        self._key_text: re.Pattern[str] | None = None
+        self._ieee_by_nwk: dict[int, bytes] = {}
+        self._ieee_seen: dict[str, str] = {}
+        for key in keys:
+            self._use_key(key, first=False)
+        if keys:
+            write_wireshark_keys(self.key_file, self._network_keys)
+            for key in self._network_keys:
+                self.event("harness", f"decrypting NWK frames with {key}")
 
     # --- recording ----------------------------------------------------------------------
     def frame(self, raw: bytes, *, hop_src: str, hop_dst: str, medium: str = "radio") -> FrameSummary:
@@ -115,7 +170,16 @@ class Recorder:
         if pcap is None:
             pcap = self._pcaps[medium] = PcapWriter(self.evidence_dir / f"{_clean_name(medium)}.pcap")
         pcap.write(raw, self._wall0 + (now_v - self._virtual0))
-        s = summarize(raw)
+        keys = self._raw_keys
+        detail = None
+        if keys:
+            s = summarize(raw, keys, self._ieee_by_nwk)
+            if s.nwk_secured:
+                detail = self._learn_and_explain(s)
+        else:
+            s = summarize(raw)
+        if s.zdo_ieee is not None and s.zdo_nwk_addr is not None and s.fcs_ok:
+            _learn_pair(self._ieee_seen, self._ieee_by_nwk, s.zdo_nwk_addr, s.zdo_ieee)
         names = self._names
         if medium == "radio" and s.mac_src is not None and s.fcs_ok:
             names[s.mac_src] = hop_src
@@ -135,7 +199,7 @@ class Recorder:
             s.zcl_command,
             s.file_offset,
             s.data_size,
-            s.error,
+            s.error if detail is None else detail,
         )
         for listener in self._listeners:
             try:
@@ -149,21 +213,39 @@ class Recorder:
                 raise
         return s
 
+    def _learn_and_explain(self, s: FrameSummary) -> str | None:
+        """Learn the sender's IEEE address from a secured frame; say why it was not decrypted."""
+        if s.nwk_src_ieee is not None and s.mac_src is not None and (s.nwk_decrypted or s.fcs_ok):
+            # NWK security is hop by hop: the address in the nonce is the MAC sender's.
+            _learn_pair(self._ieee_seen, self._ieee_by_nwk, s.mac_src, s.nwk_src_ieee)
+        if s.error is not None or s.nwk_decrypted:
+            return s.error
+        if s.mic_failed:
+            n = len(self._raw_keys)
+            return (
+                f"NWK MIC check failed with every network key given ({n}): "
+                "a key this run does not know, or a damaged frame"
+            )
+        return "NWK not decrypted: the sender's IEEE address is unknown (no extended nonce, not seen before)"
+
     def event(self, source: str, what: str, **detail: Any) -> None:
         """Record a harness event, e.g. ``event("hub", "offer B2 0x01010000", device="B2")``.
 
         ``what`` is the one-line description; keyword details are appended as ``key=value``.
         ``destination=`` (or ``device=``) fills the destination column. Details whose name
-        mentions a key, secret, password or token are written as «redacted».
+        mentions a key, secret, password or token are written as «redacted»; a
+        :class:`~harness.evidence.keys.NetworkKey` shows only its label, sequence number and
+        fingerprint; and a known network key written out in hex anywhere in the text is replaced
+        with «redacted».
         """
         if self._closed:
             raise ValueError(f"recorder for {self.run_dir} is closed; event {what!r} not recorded")
         destination = detail.pop("destination", None) or detail.get("device")
         text = what
         if detail:
-            text += " " + " ".join(
-                f"{k}={REDACTED if _SECRET_KEY.search(k) else v}" for k, v in detail.items()
-            )
+            text += " " + " ".join(f"{k}={self._detail_text(k, v)}" for k, v in detail.items())
+        if self._key_text is not None:
+            text = self._key_text.sub(REDACTED, text)
         self._seq += 1
         self._timeline.append(
             {
@@ -177,6 +259,43 @@ class Recorder:
                 "detail": text,
             }
         )
+
+    def _detail_text(self, name: str, value: Any) -> str:
+        if _SECRET_KEY.search(name):
+            return REDACTED
+        if isinstance(value, NetworkKey):
+            return f"{REDACTED} {value!r}"
+        if isinstance(value, bytes | bytearray | memoryview) and bytes(value) in self._raw_keys:
+            return REDACTED
+        return str(value)
+
+    # --- network keys -------------------------------------------------------------------
+    def _use_key(self, key: NetworkKey, *, first: bool) -> None:
+        # A key given again (say with a new label or sequence number) replaces its old entry.
+        kept = [k for k in self._network_keys if k.key != key.key]
+        self._network_keys = [key, *kept] if first else [*kept, key]
+        self._raw_keys = tuple(k.key for k in self._network_keys)
+        self._key_text = _key_text_pattern(self._network_keys)
+
+    def add_network_key(self, key: NetworkKey) -> None:
+        """Decrypt NWK frames with ``key`` from now on, e.g. after the Trust Centre switched keys.
+
+        The new key is tried first; the earlier ones stay (frames in flight, devices that missed
+        the switch). ``evidence/zigbee_pc_keys`` is rewritten with every key (complete or not at
+        all), and the timeline notes the key by label and fingerprint only.
+        """
+        if not isinstance(key, NetworkKey):
+            raise BadInputError(f"expected a NetworkKey, not {type(key).__name__}", field="key")
+        if self._closed:
+            raise ValueError(f"recorder for {self.run_dir} is closed; network key {key} not added")
+        self._use_key(key, first=True)
+        write_wireshark_keys(self.key_file, self._network_keys)
+        self.event("harness", f"decrypting NWK frames with {key} (added)")
+
+    @property
+    def network_keys(self) -> tuple[NetworkKey, ...]:
+        """The network keys the recorder decrypts with, in the order it tries them."""
+        return tuple(self._network_keys)
 
     def add_image(self, data: bytes, name: str) -> Path:
         """Keep a copy of a firmware image as ``evidence/images/<name>`` and return its path.
@@ -212,9 +331,12 @@ class Recorder:
                 )
             path = self.serial_dir / f"{_clean_name(port)}.log"
             f = self._serial[port] = open(path, "a", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
-        f.write(
-            f"{self._virtual_clock():.6f} {iso_utc(self._wall_clock())} {line.rstrip(chr(13) + chr(10))}\n"
-        )
+        line = line.rstrip("\r\n")
+        if self._key_text is not None:
+            # A device console may print its network key (a debug dump, a join log): the
+            # transcript keeps the line but never the key.
+            line = self._key_text.sub(REDACTED, line)
+        f.write(f"{self._virtual_clock():.6f} {iso_utc(self._wall_clock())} {line}\n")
         f.flush()
 
     # --- observers and names ------------------------------------------------------------

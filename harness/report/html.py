@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 __all__ = ["TSHARK_OTA_COMMAND", "VERDICT_COLOURS", "format_version", "write_html_report"]
 
 TSHARK_OTA_COMMAND = (
-    "tshark -r evidence/air.pcap -Y zbee_zcl_general.ota -T fields -e frame.time_relative "
-    "-e zbee_nwk.dst -e zbee_zcl_general.ota.file.offset -e zbee_zcl_general.ota.data_size"
+    "WIRESHARK_CONFIG_DIR=evidence tshark -r evidence/air.pcap -Y 'zbee_zcl && zbee_aps.cluster == 0x0019' "
+    "-T fields -e frame.time_relative -e zbee_nwk.dst -e zbee_zcl_general.ota.file.offset "
+    "-e zbee_zcl_general.ota.data_size"
 )
 """The independent check printed in every report: tshark decoding the OTA fields of the capture."""
 

@@ -27,6 +27,7 @@ import zigpy.types as t
 
 from harness import __version__
 from harness.errors import BadInputError, BenchError, DeviceFault, HarnessError
+from harness.evidence.keys import NetworkKey
 from harness.evidence.record import RunRecord, TestRecord, TransferRecord
 from harness.evidence.recorder import Recorder
 from harness.hub.hub import Hub
@@ -204,6 +205,10 @@ class OtaSession:
         self.record.testbed_sha256 = spec.sha256 or ""
         self.record.seed = seed
         self._event("testbed-start", testbed=spec.name, file=str(file), sha256=spec.sha256, seed=seed)
+        key = spec.network_key_bytes
+        if key is not None and key not in (k.key for k in self.recorder.network_keys):
+            # evidence/zigbee_pc_keys lets Wireshark and tshark decode the secured capture.
+            self.recorder.add_network_key(NetworkKey(key, spec.name, spec.network_key_sequence))
         self.run(self._start(spec, seed))
         self._save_record()
 

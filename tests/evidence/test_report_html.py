@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from markupsafe import escape
 
 from harness.evidence.record import RunRecord, TestRecord, TransferRecord
 from harness.evidence.recorder import Recorder
@@ -129,7 +130,7 @@ def test_report_shows_verdicts_transfers_plots_and_the_tshark_check(run_dir: Pat
         "manifest.json",
     ):
         assert link in html
-    assert TSHARK_OTA_COMMAND in html
+    assert escape(TSHARK_OTA_COMMAND) in html
     plots = svg_plots(html)
     assert len(plots) == 2 and all("<svg" in p for p in plots)
     assert "power cut B4" in html  # harness events are listed
@@ -174,7 +175,7 @@ def test_unfinished_run_is_plotted_from_the_json_lines(run_dir: Path) -> None:
 
 def test_report_without_any_timeline_still_renders(tmp_path: Path) -> None:
     html = write_html_report(tmp_path, make_record()).read_text(encoding="utf-8")
-    assert "No timeline in this run folder" in html and TSHARK_OTA_COMMAND in html
+    assert "No timeline in this run folder" in html and escape(TSHARK_OTA_COMMAND) in html
 
 
 def test_format_version() -> None:

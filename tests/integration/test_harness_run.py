@@ -108,19 +108,7 @@ def test_timeline_shows_each_transfer_block_by_block(
     assert set(responses[responses["hop"] == "B1→B2"]["medium"]) == {"p2p"}
 
 
-@pytest.mark.tshark
-def test_tshark_rebuilds_every_served_image_from_the_capture(
-    default_run: tuple[Path, subprocess.CompletedProcess[str]],
-    tmp_path: Path,
-) -> None:
-    tshark = shutil.which("tshark")
-    if tshark is None:
-        pytest.skip(
-            "TSHARK NOT INSTALLED: the independent decoder check did not run (apt-get install tshark)"
-        )
-    out, _ = default_run
-    testbed = yaml.safe_load((REPO / "testbeds" / "emulated.yaml").read_text())
-    nwk_of = {name: f"0x{int(d['nwk']):04x}" for name, d in testbed["devices"].items()}
+def _tshark_blocks(tshark: str, out: Path, config_dir: Path) -> list[tuple[str, str, str]]:
     proc = subprocess.run(
         [
             tshark,
@@ -141,11 +129,31 @@ def test_tshark_rebuilds_every_served_image_from_the_capture(
         text=True,
         check=True,
         timeout=600,
-        env={"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        env={"HOME": str(config_dir), "WIRESHARK_CONFIG_DIR": str(config_dir), "PATH": "/usr/bin:/bin"},
     )
+    return [tuple(line.split("\t")) for line in proc.stdout.splitlines()]  # type: ignore[misc]
+
+
+@pytest.mark.tshark
+def test_tshark_rebuilds_every_served_image_from_the_capture(
+    default_run: tuple[Path, subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+) -> None:
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        pytest.skip(
+            "TSHARK NOT INSTALLED: the independent decoder check did not run (apt-get install tshark)"
+        )
+    out, _ = default_run
+    testbed = yaml.safe_load((REPO / "testbeds" / "emulated.yaml").read_text())
+    nwk_of = {name: f"0x{int(d['nwk']):04x}" for name, d in testbed["devices"].items()}
+    # The capture is encrypted as on air: without the key tshark sees no OTA field at all ...
+    empty = tmp_path / "no-keys"
+    empty.mkdir()
+    assert _tshark_blocks(tshark, out, empty) == []
+    # ... and with nothing but the run's own key file it decodes every block.
     rebuilt: dict[str, bytearray] = {}
-    for line in proc.stdout.splitlines():
-        dst, offset, data = line.split("\t")
+    for dst, offset, data in _tshark_blocks(tshark, out, out / "evidence"):
         block = bytes.fromhex(data.replace(":", ""))
         image = rebuilt.setdefault(dst.lower(), bytearray())
         start = int(offset)
@@ -157,3 +165,21 @@ def test_tshark_rebuilds_every_served_image_from_the_capture(
         assert bytes(rebuilt[nwk_of[device]]) == served.read_bytes(), (
             f"{device}: image rebuilt from air.pcap differs"
         )
+
+
+def test_reports_never_print_the_network_key(
+    default_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    out, _ = default_run
+    key = "01:03:05:07:09:0b:0d:0f:00:02:04:06:08:0a:0c:0d"
+    spellings = {key, key.upper(), key.replace(":", ""), key.replace(":", "").upper()}
+    for path in out.rglob("*"):
+        if (
+            not path.is_file()
+            or path.suffix in (".pcap", ".gz", ".parquet", ".ota")
+            or path.name == "zigbee_pc_keys"
+        ):
+            continue
+        text = path.read_text(errors="replace")
+        assert not any(s in text for s in spellings), f"the network key appears in {path.relative_to(out)}"
+    assert (out / "evidence" / "zigbee_pc_keys").read_text().count('"Normal"') == 1
