@@ -283,12 +283,16 @@ class OtaTransfer:
             upgrade_time = UPGRADE_WAIT_FOR_COMMAND
         else:
             upgrade_time = int(self.policy.upgrade_time)
-        await self.cluster.upgrade_end_response(
-            manufacturer_code=header.manufacturer_code,
-            image_type=header.image_type,
-            file_version=header.file_version,
-            current_time=t.UTCTime(0),
-            upgrade_time=t.UTCTime(upgrade_time),
-            tsn=hdr.tsn,
-        )
-        self._finish("upgrade-end-success", "device downloaded and verified the image", int(status))
+        try:
+            await self.cluster.upgrade_end_response(
+                manufacturer_code=header.manufacturer_code,
+                image_type=header.image_type,
+                file_version=header.file_version,
+                current_time=t.UTCTime(0),
+                upgrade_time=t.UTCTime(upgrade_time),
+                tsn=hdr.tsn,
+            )
+        finally:
+            # The device reported a verified image and was answered; whether its APS ack for the
+            # answer arrives (it may already be rebooting) is for the reboot and version checks.
+            self._finish("upgrade-end-success", "device downloaded and verified the image", int(status))

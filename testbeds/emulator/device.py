@@ -41,6 +41,9 @@ OTA_CLUSTER = 0x0019
 UNSUPPORTED_CLUSTER = 0xC3
 # Seconds from power-up to the Device_annce (stack start and NWK rejoin on a real device).
 BOOT_TIME_S = 2.0
+# From the decision to reboot to the reset: long enough for the radio to send what it has queued
+# (e.g. the APS ack of the Upgrade End Response that triggered the reboot).
+REBOOT_DELAY_S = 0.2
 OTA_SERVER_NWK = 0x0000
 OTA_SERVER_ENDPOINT = 1
 
@@ -117,6 +120,7 @@ class EmulatedDevice:
         self.ota: OtaClient | None = None
         self._zcl_tsn = rng.randrange(256)
         self._boot_timer: asyncio.TimerHandle | None = None
+        self._reboot_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[object]] = set()
 
     # ------------------------------------------------------------------------------ logging
@@ -183,6 +187,9 @@ class EmulatedDevice:
         self.powered = False
         if self._boot_timer is not None:
             self._boot_timer.cancel()
+        if self._reboot_timer is not None:
+            self._reboot_timer.cancel()
+            self._reboot_timer = None
         if self.ota is not None:
             self.ota.stop()
         if self.node is not None:
@@ -217,7 +224,7 @@ class EmulatedDevice:
         if "resets-frame-counter-on-upgrade" in self.config.defects:
             self.log("defect resets-frame-counter-on-upgrade: NWK frame counter back to 0")
             self.flash.nwk_frame_counter = 0
-        self.loop.call_soon(self._restart)
+        self._reboot_timer = self.loop.call_later(REBOOT_DELAY_S, self._restart)
 
     def _restart(self) -> None:
         self.power_off()

@@ -44,6 +44,7 @@ CASES = [
     ("stalls-at-half", "2h", Verdict.FAIL, "no request from the device for 600s (last offset 2048"),
     ("never-reboots", "2h", Verdict.FAIL, "did not reboot and announce itself"),
     ("drops-off-after-upgrade", "2h", Verdict.FAIL, "did not reboot and announce itself"),
+    ("resets-frame-counter-on-upgrade", "2h", Verdict.FAIL, "did not reboot and announce itself"),
     ("slow-block-requests", "10min", Verdict.INCONCLUSIVE, "still progressing"),
     ("slow-block-requests", "2h", Verdict.PASS, "upgraded from 1.0.0.0"),
 ]
@@ -83,6 +84,25 @@ def test_silent_device_fails_reachability(session: OtaSession, tmp_path: Path) -
     # B2 relays for the GSME: with B2 silent the meter is cut off too (the recall scenario).
     with pytest.raises(AssertionError, match="did not answer a read"):
         session.device_should_be_reachable("GSME")
+
+
+@pytest.mark.parametrize("defect", [None, "resets-frame-counter-on-upgrade"])
+def test_frame_counter_reset_makes_the_device_unheard_by_its_neighbours(
+    session: OtaSession, tmp_path: Path, defect: str | None
+) -> None:
+    session.start_testbed(_testbed_with(tmp_path, "B2", [defect] if defect else []))
+    session.offer_firmware_image("B2", session.build_firmware_image("B2", "1.1.0.0", size=IMAGE_SIZE))
+    session.wait_until_upgrade_completes("B2", "2h")
+    b1_log = (session.run_dir / "evidence" / "serial" / "B1.log").read_text()
+    dropped = "dropped frame from B2: frame counter" in b1_log
+    if defect is None:
+        assert not dropped
+        session.device_should_be_reachable("B2")
+        return
+    # B1 remembers B2's counter from before the upgrade and drops everything B2 now sends.
+    assert dropped
+    with pytest.raises(AssertionError, match="did not answer a read"):
+        session.device_should_be_reachable("B2")
 
 
 def test_unknown_defect_is_bad_input_naming_the_field(session: OtaSession, tmp_path: Path) -> None:
