@@ -332,7 +332,8 @@ class OtaSession:
         """Tell ``device`` an image waits for it and serve it as the device asks (runs in the background)."""
         self._device_spec(device)
         ota_image = self._image(image)
-        if device in self.running and self.running[device].task and not self.running[device].task.done():  # type: ignore[union-attr]
+        running = self.running.get(device)
+        if running is not None and running.task is not None and not running.task.done():
             raise BadInputError(
                 "already has a transfer running; wait for it first", field="device", value=device
             )
