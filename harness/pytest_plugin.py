@@ -31,6 +31,8 @@ KEYWORDS = (
     "load_firmware_image",
     "offer_firmware_image",
     "wait_until_upgrade_completes",
+    "wait_until_transfer_reaches",
+    "wait_testbed_time",
     "firmware_version_should_be",
     "read_firmware_version",
     "device_should_be_reachable",

@@ -261,6 +261,31 @@ class OtaLibrary:
 
     @keyword
     @_classified
+    def wait_until_transfer_reaches(self, device: str, point: str, budget: str = "2h") -> int:
+        """Waits until ``device`` has been served ``point`` of its image; returns the offset reached.
+
+        ``point`` is a share of the image (``50%``) or a size (``64KiB``, ``65536``). Use it to act
+        at a chosen point of a download, e.g. to cut power there. Fails if the transfer ends first
+        or ``budget`` of testbed time runs out.
+
+        | `Wait Until Transfer Reaches` | B2 | 50% |
+        | `Cut Power` | B2 |
+        """
+        return self._session().wait_until_transfer_reaches(device, point, budget)
+
+    @keyword
+    @_classified
+    def wait_testbed_time(self, duration: str) -> None:
+        """Lets ``duration`` of testbed time pass while transfers and devices carry on.
+
+        On an emulated testbed this is virtual time: ``1h`` passes in moments.
+
+        | `Wait Testbed Time` | 90s |
+        """
+        self._session().wait_testbed_time(duration)
+
+    @keyword
+    @_classified
     def firmware_version_should_be(self, device: str, version: str) -> None:
         """Reads the firmware version of ``device`` over ZigBee and fails unless it is ``version``.
 

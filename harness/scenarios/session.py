@@ -66,6 +66,7 @@ class _Running:
     record: TransferRecord
     task: asyncio.Task[TransferOutcome] | None = None
     progressed_at: float = 0.0
+    progressed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
@@ -410,7 +411,61 @@ class OtaSession:
             running.progressed_at = progress.virtual_time
             running.record.blocks += 1
             running.record.last_offset = progress.offset + progress.size
+            running.progressed.set()
         self.progress.advanced(progress.device, progress.offset + progress.size, progress.virtual_time)
+
+    def wait_until_transfer_reaches(self, device: str, point: str | int, budget: str | float = "2h") -> int:
+        """Wait until ``device`` has been served ``point`` of its image (``50%`` or a size such as
+        ``64KiB``); returns the offset reached. Use it to cut power at a chosen point of a download.
+        """
+        seconds = parse_budget(budget)
+        self._device_spec(device)
+        running = self.running.get(device)
+        if running is None:
+            raise BadInputError(
+                "has no transfer to wait for; offer an image first", field="device", value=device
+            )
+        size = running.record.image_size
+        if isinstance(point, str) and point.strip().endswith("%"):
+            try:
+                share = float(point.strip()[:-1])
+            except ValueError:
+                raise BadInputError("is not a percentage", field="point", value=point) from None
+            if not 0 <= share <= 100:
+                raise BadInputError("must be between 0% and 100%", field="point", value=point)
+            target = int(size * share / 100)
+        else:
+            target = parse_size(point, field="point")
+            if target > size:
+                raise BadInputError(f"is past the end of the {size}-byte image", field="point", value=point)
+        return self.run(self._reach(running, target, seconds))
+
+    async def _reach(self, running: _Running, target: int, budget: float) -> int:
+        assert running.task is not None
+        deadline = self.loop.time() + budget
+        while running.record.last_offset < target:
+            if running.task.done():
+                outcome = running.task.result()
+                raise DeviceFault(
+                    f"{running.device}: the transfer ended ({outcome.detail}) at offset "
+                    f"{running.record.last_offset}, before reaching {target}"
+                )
+            remaining = deadline - self.loop.time()
+            if remaining <= 0:
+                raise DeviceFault(
+                    f"{running.device}: offset {running.record.last_offset} after {budget:g}s, "
+                    f"short of {target}"
+                )
+            running.progressed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(running.progressed.wait(), remaining)
+        self._event("transfer-reached", device=running.device, offset=running.record.last_offset)
+        return running.record.last_offset
+
+    def wait_testbed_time(self, duration: str | float) -> None:
+        """Let ``duration`` of testbed time pass (transfers and devices carry on meanwhile)."""
+        seconds = parse_budget(duration, field="duration")
+        self.run(asyncio.sleep(seconds))
 
     def wait_until_upgrade_completes(self, device: str, budget: str | float = "2h") -> VerdictResult:
         """Wait (in testbed time) until ``device`` runs the offered image; return the verdict.

@@ -55,14 +55,20 @@ def test_default_run_exits_zero_with_every_output(
         assert (out / name).is_file(), f"{name} missing from the run folder"
     assert any((out / "allure-results").glob("*-result.json")), "no Allure results"
     images = sorted(p.name for p in (out / "evidence" / "images").iterdir())
-    assert images == ["B1-0x01010000.zigbee.ota", "B2-0x01010000.zigbee.ota", "GSME-0x01010000.gbcs.ota"]
+    assert images == [
+        "B1-0x01010000.zigbee.ota",
+        "B2-0x01010000.zigbee.ota",
+        "B2-0x01020000.zigbee.ota",
+        "GSME-0x01010000.gbcs.ota",
+    ]
     record = json.loads((out / "run.json").read_text())
-    assert [t["verdict"] for t in record["tests"]] == ["PASS", "PASS", "PASS"]
-    assert {t["device"]: t["verdict"] for t in record["transfers"]} == {
-        "B2": "PASS",
-        "B1": "PASS",
-        "GSME": "PASS",
-    }
+    assert [t["verdict"] for t in record["tests"]] == ["PASS"] * 4
+    assert [(t["device"], t["to_version"], t["verdict"]) for t in record["transfers"]] == [
+        ("B2", 0x01010000, "PASS"),
+        ("B1", 0x01010000, "PASS"),
+        ("GSME", 0x01010000, "PASS"),
+        ("B2", 0x01020000, "PASS"),
+    ]
     html = (out / "index.html").read_text()
     for device in ("B1", "B2", "GSME"):
         assert device in html
@@ -101,14 +107,14 @@ def test_timeline_shows_each_transfer_block_by_block(
     assert responses["file_offset"].max() == 200 * 1024 - 64
     events = timeline[timeline["kind"] == "event"]["detail"]
     offers = [d.split()[1] for d in events if d.startswith("offer ")]
-    assert offers == ["device=B2", "device=B1", "device=GSME"]
+    assert offers == ["device=B2", "device=B1", "device=GSME", "device=B2"]
     assert set(responses["destination"]) == {"B2", "B1", "GSME"}
     gsme_hops = set(responses[responses["destination"] == "GSME"]["hop"])
     assert gsme_hops == {"CH→B1", "B1→B2", "B2→GSME"}, "the GSME's blocks must cross B1, the P2P link and B2"
     assert set(responses[responses["hop"] == "B1→B2"]["medium"]) == {"p2p"}
 
 
-def _tshark_blocks(tshark: str, out: Path, config_dir: Path) -> list[tuple[str, str, str]]:
+def _tshark_blocks(tshark: str, out: Path, config_dir: Path) -> list[tuple[str, str, str, str]]:
     proc = subprocess.run(
         [
             tshark,
@@ -120,6 +126,8 @@ def _tshark_blocks(tshark: str, out: Path, config_dir: Path) -> list[tuple[str, 
             "fields",
             "-e",
             "zbee_nwk.dst",
+            "-e",
+            "zbee_zcl_general.ota.file.version",
             "-e",
             "zbee_zcl_general.ota.file.offset",
             "-e",
@@ -152,19 +160,20 @@ def test_tshark_rebuilds_every_served_image_from_the_capture(
     empty.mkdir()
     assert _tshark_blocks(tshark, out, empty) == []
     # ... and with nothing but the run's own key file it decodes every block.
-    rebuilt: dict[str, bytearray] = {}
-    for dst, offset, data in _tshark_blocks(tshark, out, out / "evidence"):
+    rebuilt: dict[tuple[str, int], bytearray] = {}
+    for dst, version, offset, data in _tshark_blocks(tshark, out, out / "evidence"):
         block = bytes.fromhex(data.replace(":", ""))
-        image = rebuilt.setdefault(dst.lower(), bytearray())
+        image = rebuilt.setdefault((dst.lower(), int(version, 16)), bytearray())
         start = int(offset)
         if len(image) < start + len(block):
             image.extend(b"\0" * (start + len(block) - len(image)))
         image[start : start + len(block)] = block
-    for served in (out / "evidence" / "images").iterdir():
-        device = served.name.split("-")[0]
-        assert bytes(rebuilt[nwk_of[device]]) == served.read_bytes(), (
-            f"{device}: image rebuilt from air.pcap differs"
-        )
+    served_images = sorted((out / "evidence" / "images").iterdir())
+    assert len(served_images) == len(rebuilt) == 4
+    for served in served_images:
+        device, version = served.name.split(".")[0].split("-")
+        rebuilt_image = bytes(rebuilt[(nwk_of[device], int(version, 16))])
+        assert rebuilt_image == served.read_bytes(), f"{served.name}: image rebuilt from air.pcap differs"
 
 
 def test_reports_never_print_the_network_key(
