@@ -33,6 +33,22 @@ DEFECTS: dict[str, str] = {
         "after rebooting into the new image its stack never rejoins, so it falls silent "
         "(the bridge a bad ZigBee stack upgrade knocks off the network)"
     ),
+    "bricks-on-cut-during-swap": (
+        "its bootloader swaps the slots without logging how far it got, so a power cut mid-swap leaves "
+        "a mixed image and no way back (MCUboot logs swap status for reset recovery, design.md; #2169)"
+    ),
+    "torn-boot-flags": (
+        "writes its boot-state records without CRC or commit byte and reads a torn one at face value "
+        "(torn magic write bricks the device: MCUboot #1966, fixed in PR #2100)"
+    ),
+    "no-boot-try-counter": (
+        "its bootloader never counts boots of an unconfirmed image, so a new image that fails its "
+        "self-test boot-loops instead of reverting (Android A/B caps tries at 7 for this reason)"
+    ),
+    "confirms-before-self-test": (
+        "marks a new image good as soon as it starts, before its self-test, so a bad image is never "
+        "reverted (MCUboot docs: confirm only after the application has checked itself)"
+    ),
 }
 
 SLOW_BLOCK_DELAY_S = 30.0

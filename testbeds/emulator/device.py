@@ -17,6 +17,7 @@ from typing import Any
 
 from testbeds.emulator import zcl_types as zcl
 from testbeds.emulator import zdo
+from testbeds.emulator.bootloader import boot, firmware_self_test, firmware_started
 from testbeds.emulator.flash import Flash
 from testbeds.emulator.frames import NWK_BROADCAST_RX_ON, FrameError, ZclFrame
 from testbeds.emulator.medium import Medium
@@ -138,8 +139,17 @@ class EmulatedDevice:
             return
         self.powered = True
         self.boots += 1
+        # The bootloader runs first: it finishes an install or a revert, then starts the primary image.
+        self.flash.defects = self.config.defects
+        result = boot(self.flash)
+        if result.action == "bricked":
+            self.log(f"boot #{self.boots}: bootloader found no image to start ({result.detail}); dead")
+            return
         running = self.flash.running
         self.log(f"boot #{self.boots}: firmware 0x{running.file_version:08X} stack {running.stack_version}")
+        if result.action != "normal" or not self.flash.confirmed:
+            self.log(f"bootloader: {result.action}: {result.detail}")
+        firmware_started(self.flash)
         identity = NodeIdentity(
             name=self.config.name,
             nwk=self.config.nwk,
@@ -215,6 +225,15 @@ class EmulatedDevice:
                 self.node.stop()
             return
         self._announce()
+        # Self-test once up and announced; only an image that passes it is confirmed. One that fails
+        # resets, and the bootloader reverts it once its boot tries are used up.
+        was_confirmed = self.flash.confirmed
+        if not firmware_self_test(self.flash):
+            self.log("self-test FAILED: resetting")
+            self._reboot_timer = self.loop.call_later(REBOOT_DELAY_S, self._restart)
+            return
+        if not was_confirmed:
+            self.log("self-test passed: image confirmed")
         if self.ota is not None:
             self.ota.start()
 

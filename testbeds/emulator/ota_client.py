@@ -1198,13 +1198,17 @@ class OtaClient:
             self._reboot()
             return
         try:
+            # Checks the image and asks the bootloader to swap it in at the next boot.
             self._flash.activate()
         except FlashError as exc:
             self._log(f"activation failed: {exc}; image discarded")
             self._flash.discard_download()
             self._state = _State.IDLE
             return
-        self._log(f"activated 0x{self._flash.running.file_version:08X} (was 0x{old:08X}); reboot")
+        self._log(
+            f"activated 0x{self._flash.running.file_version:08X} (was 0x{old:08X}): "
+            "install requested from the bootloader; reboot"
+        )
         self.stop()
         self._reboot()
 

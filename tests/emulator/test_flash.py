@@ -1,4 +1,4 @@
-"""Simulated flash of an emulated device: download area, activation and work counters."""
+"""Simulated flash of an emulated device: download area, install request and work counters."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from testbeds.emulator.flash import DownloadMeta, Flash, FlashError
+from testbeds.emulator.bootloader import boot
+from testbeds.emulator.flash import (
+    CutMode,
+    DownloadMeta,
+    FirmwareSlot,
+    Flash,
+    FlashError,
+    FlashFaults,
+    PowerCut,
+)
 
 MFR, ITYPE = 0x1234, 0x5678
 
@@ -151,13 +160,20 @@ def test_activate_installs_the_image_with_the_version_from_its_header() -> None:
     flash.mark_pending_activation()
     erases = flash.erase_count
     flash.activate()
+    # activate() only checks the image and requests the install: the running slot is untouched ...
+    assert flash.erase_count == erases + 1  # the boot-state area, before the request is written
+    assert flash.slot_image("primary") != image
+    # ... but the device already reports the image it is about to reset into.
     assert flash.running.file_version == 0x01000700
     assert flash.running.stack_version == 0x0005
     assert flash.running.image == image
     assert flash.download_meta is None
     assert flash.download_offset == 0
     assert not flash.pending_activation
-    assert flash.erase_count == erases + 2  # running slot erased and download area erased
+    result = boot(flash)
+    assert (result.action, result.slot_version) == ("swapped", 0x01000700)
+    assert flash.slot_image("primary") == image
+    assert flash.running == FirmwareSlot(0x01000700, 0x0005, image)
 
 
 def test_activate_without_a_pending_image_is_refused() -> None:
@@ -231,5 +247,63 @@ def test_any_chunking_with_rewrites_reproduces_the_image(
     assert flash.downloaded_image() == image
     flash.mark_pending_activation()
     flash.activate()
-    assert flash.running.image == image
+    assert boot(flash).action == "swapped"
+    assert flash.running.image == image == flash.slot_image("primary")
     assert flash.running.file_version == 0x01000100
+
+
+# -- steps and power cuts --------------------------------------------------------------------------
+
+
+def _cut(flash: Flash, mode: CutMode) -> None:
+    flash.faults = FlashFaults(cut_at=1, mode=mode)
+
+
+def test_every_erase_and_program_is_one_step() -> None:
+    flash = fresh(slot_size=4 * 1024)
+    flash.faults = FlashFaults()
+    image = ota_file()
+    begin(flash, image)
+    flash.write_block(0, image[:100])
+    flash.write_block(100, image[100:])
+    assert flash.faults.steps == 3
+    assert flash.faults.trace == [
+        "erase secondary[0]",
+        "program secondary@0+100",
+        f"program secondary@100+{len(image) - 100}",
+    ]
+
+
+def test_cut_before_a_program_writes_nothing_and_after_writes_everything() -> None:
+    flash = fresh()
+    begin(flash, ota_file())
+    _cut(flash, "before")
+    with pytest.raises(PowerCut, match="before"):
+        flash.write_block(0, b"abcd")
+    assert bytes(flash.secondary[:4]) == b"\xff" * 4 and flash.download_offset == 0
+    _cut(flash, "after")
+    with pytest.raises(PowerCut, match="after"):
+        flash.write_block(0, b"abcd")
+    assert bytes(flash.secondary[:4]) == b"abcd"
+    assert flash.faults is not None and flash.faults.fired and flash.faults.cut_at is None
+
+
+def test_torn_program_misses_its_last_byte_and_torn_erase_clears_half_the_sector() -> None:
+    flash = fresh(slot_size=1024)
+    begin(flash, ota_file())
+    _cut(flash, "torn")
+    with pytest.raises(PowerCut, match="last byte"):
+        flash.program("secondary", 0, b"abcd")
+    assert bytes(flash.secondary[:4]) == b"abc\xff"
+    flash.program("secondary", 0, b"x" * 1024)
+    _cut(flash, "torn")
+    with pytest.raises(PowerCut, match="middle of erase"):
+        flash.erase_sector("secondary", 0)
+    assert bytes(flash.secondary) == b"\xff" * 512 + b"x" * 512
+
+
+def test_the_factory_image_is_a_header_only_ota_file_in_the_primary_slot() -> None:
+    flash = fresh()
+    info = flash.primary_info()
+    assert info is not None and (info.size, info.file_version, info.stack_version) == (56, 0x01000000, 2)
+    assert flash.confirmed
