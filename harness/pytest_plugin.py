@@ -32,6 +32,7 @@ KEYWORDS = (
     "offer_firmware_image",
     "wait_until_upgrade_completes",
     "wait_until_transfer_reaches",
+    "device_should_refuse_image",
     "wait_testbed_time",
     "firmware_version_should_be",
     "read_firmware_version",

@@ -40,12 +40,15 @@ class OtaServerPolicy:
     - ``upgrade_time``: seconds after the Upgrade End Response at which the client activates, or
       ``None`` for 0xFFFFFFFF (wait for a later command, GBCS's separate Activate Firmware).
     - ``stall_timeout``: testbed seconds without a request before the transfer counts as stalled.
+    - ``force``: offer the image whatever the device says it is (manufacturer, image type, hardware
+      version), to check that the device itself refuses an image not meant for it.
     """
 
     block_size: int = 64
     minimum_block_period_ms: int = 0
     upgrade_time: float | None = 0.0
     stall_timeout: float = 600.0
+    force: bool = False
 
 
 @dataclass
@@ -69,6 +72,7 @@ class TransferOutcome:
     last_offset: int = 0
     blocks: int = 0
     repeated_blocks: int = 0
+    queries: int = 0
     started: float = 0.0
     ended: float | None = None
     offsets: list[tuple[float, int]] = field(default_factory=list)
@@ -122,7 +126,8 @@ class OtaTransfer:
         # zigpy's own Ota cluster handler answers NO_IMAGE_AVAILABLE/ABORT unless told a transfer runs.
         self.device.ota_in_progress = True
         self._stack.callback(setattr, self.device, "ota_in_progress", False)
-        self._rearm_stall()
+        # The stall clock starts at the device's first request: until it asks, nothing has stalled
+        # (devices may only query on their own schedule).
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -183,6 +188,13 @@ class OtaTransfer:
                     {"minimum_block_period": self.policy.minimum_block_period_ms}
                 )
         self.on_event("image-notify", {"device": self.name, "file_version": f"0x{header.file_version:08X}"})
+        if self.policy.force:
+            # A notify naming the image's own manufacturer would be ignored by a device of another
+            # one before it even asks; the plain form makes every device query, so its own check runs.
+            await self.cluster.image_notify(
+                payload_type=Ota.ImageNotifyCommand.PayloadType.QueryJitter, query_jitter=100
+            )
+            return
         await self.cluster.image_notify(
             payload_type=Ota.ImageNotifyCommand.PayloadType.QueryJitter_ManufacturerCode_ImageType_NewFileVersion,
             query_jitter=100,
@@ -197,6 +209,7 @@ class OtaTransfer:
 
     async def _query_next_image(self, hdr: foundation.ZCLHeader, cmd: Any) -> None:
         self._rearm_stall()
+        self.outcome.queries += 1
         header = self.image.header
         hw = getattr(cmd, "hardware_version", None)
         reason = ""
@@ -216,11 +229,12 @@ class OtaTransfer:
             {
                 "device": self.name,
                 "current_file_version": f"0x{cmd.current_file_version:08X}",
-                "offered": not reason,
+                "offered": not reason or self.policy.force,
+                "forced": self.policy.force,
                 "reason": reason,
             },
         )
-        if reason:
+        if reason and not self.policy.force:
             await self.cluster.query_next_image_response(foundation.Status.NO_IMAGE_AVAILABLE, tsn=hdr.tsn)
             self._finish("refused", f"image not offered: {reason}")
             return

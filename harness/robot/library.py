@@ -261,6 +261,27 @@ class OtaLibrary:
 
     @keyword
     @_classified
+    def device_should_refuse_image(self, device: str, image: str, budget: str = "30min") -> str:
+        """Offers ``image`` to ``device`` whatever the device says it is, and fails if it installs it.
+
+        A negative test: for an image with another manufacturer code, image type or hardware
+        version range, the device itself must refuse it (not download it, or end the download with
+        an error) and keep its version. Fails when the device accepts it; the verdict is
+        INCONCLUSIVE when the device never asked for the image within ``budget``.
+
+        | ${foreign}= | `Build Firmware Image` | ESME | 1.1.0.0 | size=16KiB |
+        | `Device Should Refuse Image` | B2 | ${foreign} |
+        """
+        result = self._session().device_should_refuse_image(device, image, budget)
+        logger.info(str(result))
+        if result.verdict is Verdict.FAIL:
+            raise Failure(f"{device}: {result.reason}")
+        if result.verdict is not Verdict.PASS:
+            raise Error(f"{result.verdict}: {device}: {result.reason}")
+        return result.verdict.value
+
+    @keyword
+    @_classified
     def wait_until_transfer_reaches(self, device: str, point: str, budget: str = "2h") -> int:
         """Waits until ``device`` has been served ``point`` of its image; returns the offset reached.
 

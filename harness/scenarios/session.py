@@ -18,7 +18,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -338,9 +338,9 @@ class OtaSession:
             raise BadInputError(
                 "already has a transfer running; wait for it first", field="device", value=device
             )
-        self.run(self._offer(device, ota_image, Path(image)))
+        self.run(self._offer(device, ota_image, Path(image), self.policy))
 
-    async def _offer(self, device: str, image: OtaImage, path: Path) -> None:
+    async def _offer(self, device: str, image: OtaImage, path: Path, policy: OtaServerPolicy) -> _Running:
         _, spec, hub = self._require()
         dev_spec = spec.device(device)
         zdev = hub.device(self._ieee(dev_spec.ieee_bytes))
@@ -357,7 +357,7 @@ class OtaSession:
             image_size=len(data),
             from_version=int(from_version),
             to_version=image.header.file_version,
-            block_size=self.policy.block_size,
+            block_size=policy.block_size,
             blocks=0,
             retries=0,
             started_virtual_s=self.loop.time(),
@@ -373,7 +373,7 @@ class OtaSession:
             zdev,
             device,
             image,
-            self.policy,
+            policy,
             on_progress=self._on_progress,
             on_event=lambda what, detail: self._event(what, **detail),
         )
@@ -393,11 +393,70 @@ class OtaSession:
             from_version=f"0x{int(from_version):08X}",
             to_version=f"0x{image.header.file_version:08X}",
             image=record.image_file,
+            forced=policy.force,
         )
         self.progress.started(device, len(data), self.loop.time())
         transfer.__enter__()
         running.task = self.loop.create_task(self._serve(running))
         await transfer.offer()
+        return running
+
+    def device_should_refuse_image(
+        self, device: str, image: str | Path, budget: str | float = "30min"
+    ) -> VerdictResult:
+        """Offer ``image`` to ``device`` whatever it says it is, and check that it does not install it.
+
+        For negative tests: an image for another manufacturer, image type or hardware version, or
+        one the device must refuse for its own reasons. PASS: the device asked for it and then
+        refused (did not download it, or ended with an error status) and still runs its old version.
+        FAIL: it downloaded and accepted the image. INCONCLUSIVE: it never asked, so its check
+        never ran.
+        """
+        seconds = parse_budget(budget)
+        self._device_spec(device)
+        ota_image = self._image(image)
+        forced = replace(self.policy, force=True, stall_timeout=seconds)
+        running = self.run(self._offer(device, ota_image, Path(image), forced))
+        result = self.run(self._refusal(running, seconds))
+        self._conclude(running, result)
+        return result
+
+    async def _refusal(self, running: _Running, budget: float) -> VerdictResult:
+        assert running.task is not None
+        _, _, hub = self._require()
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(running.task), budget + 1.0)
+        except TimeoutError:
+            outcome = running.transfer.outcome
+        finally:
+            running.task.cancel()
+            with contextlib.suppress(BaseException):
+                await running.task
+        if outcome.status == "upgrade-end-success":
+            return VerdictResult(
+                Verdict.FAIL,
+                f"accepted an image it must refuse: downloaded all "
+                f"{running.record.image_size} bytes and reported it valid",
+            )
+        if outcome.queries == 0:
+            return VerdictResult(
+                Verdict.INCONCLUSIVE,
+                "the device never asked for the image, so its own check was not exercised",
+            )
+        zdev = hub.device(self._ieee(self._device_spec(running.device).ieee_bytes))
+        if zdev is None:
+            return VerdictResult(Verdict.FAIL, "the device left the network after the offer")
+        version = int(await hub.read_ota_attribute(zdev, "current_file_version"))
+        if version != running.from_version:
+            return VerdictResult(
+                Verdict.FAIL, f"runs {format_version(version)} after an offer it had to refuse"
+            )
+        how = (
+            f"ended the download with status 0x{outcome.device_status:02X}"
+            if outcome.status == "device-reported-failure"
+            else f"requested {outcome.blocks} blocks and no Upgrade End"
+        )
+        return VerdictResult(Verdict.PASS, f"refused the image ({how}); still runs {format_version(version)}")
 
     async def _serve(self, running: _Running) -> TransferOutcome:
         try:
@@ -492,6 +551,12 @@ class OtaSession:
         try:
             outcome = await asyncio.wait_for(asyncio.shield(running.task), budget)
         except TimeoutError:
+            if running.transfer.outcome.queries == 0:
+                return VerdictResult(
+                    Verdict.INCONCLUSIVE,
+                    f"the device never asked for the image (no Query Next Image) within {budget:g}s; "
+                    "it may only query on its own schedule",
+                )
             since = self.loop.time() - running.progressed_at
             detail = (
                 f"budget of {budget:g}s spent at offset {running.record.last_offset} of "

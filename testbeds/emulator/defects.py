@@ -16,6 +16,14 @@ DEFECTS: dict[str, str] = {
         "fails its own verification of every image and ends the download with INVALID_IMAGE "
         "(INVALID_IMAGE at 97-100%: zigpy-ota #25, z2m #32843)"
     ),
+    "accepts-foreign-image": (
+        "skips its manufacturer, image type and hardware version checks, so it installs an image made "
+        "for another device (wrong image offered: zigbee-OTA #1272; wrong HW revision bricks: z2m #18840)"
+    ),
+    "ignores-image-notify": (
+        "does not answer Image Notify and only asks on its own hourly schedule (the top complaint: "
+        "'device didn't respond', z2m #6729, #28447)"
+    ),
     "stalls-at-half": (
         "stops asking for blocks half way through the download (transfers stuck at X%: z2m #8858, #17705)"
     ),

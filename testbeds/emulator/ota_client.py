@@ -832,6 +832,9 @@ class OtaClient:
             f"Image Notify type={notify.payload_type} jitter={notify.query_jitter}"
             + (f" version=0x{notify.file_version:08X}" if notify.file_version is not None else "")
         )
+        if "ignores-image-notify" in cfg.defects:
+            self._log("defect ignores-image-notify: waiting for the next periodic query instead")
+            return
         if self._state is not _State.IDLE:
             self._log(f"Image Notify ignored: busy ({self._state.value})")
             return
@@ -881,7 +884,10 @@ class OtaClient:
         )
         cfg = self._config
         running = self._flash.running.file_version
-        if mfr != cfg.manufacturer_code or itype != cfg.image_type:
+        foreign = mfr != cfg.manufacturer_code or itype != cfg.image_type
+        if foreign and "accepts-foreign-image" in cfg.defects:
+            self._log("defect accepts-foreign-image: downloading an image made for another device")
+        elif foreign:
             self._log(
                 f"offered image is for manufacturer 0x{mfr:04X} type 0x{itype:04X}, this device is "
                 f"0x{cfg.manufacturer_code:04X}/0x{cfg.image_type:04X}: not downloaded"
@@ -1109,7 +1115,11 @@ class OtaClient:
                 f"received {len(image)}"
             )
         hw = self._config.hardware_version
-        if hw is not None and not header.fits_hardware(hw):
+        if (
+            hw is not None
+            and not header.fits_hardware(hw)
+            and "accepts-foreign-image" not in self._config.defects
+        ):
             return (
                 f"hardware version {hw} outside "
                 f"{header.minimum_hardware_version}..{header.maximum_hardware_version}"

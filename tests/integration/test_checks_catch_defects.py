@@ -129,3 +129,64 @@ def test_same_seed_gives_the_same_timeline(tmp_path: Path) -> None:
         timelines.append(frame[["virtual_time_s", "hop", "medium", "layers"]].reset_index(drop=True))
     assert len(timelines[0]) > 500
     assert timelines[0].equals(timelines[1])
+
+
+def _hardware_mismatch_image(tmp_path: Path) -> Path:
+    from harness.ota.image import build_image_of_total_size
+
+    image = build_image_of_total_size(
+        4096,
+        manufacturer_code=0x1234,
+        image_type=0x0B02,
+        file_version=0x01010000,
+        minimum_hardware_version=5,
+        maximum_hardware_version=9,
+    )
+    path = tmp_path / "b2-for-hw-5-to-9.ota"
+    path.write_bytes(image.serialize())
+    return path
+
+
+@pytest.mark.parametrize("defect", [None, "accepts-foreign-image"])
+@pytest.mark.parametrize("kind", ["other-manufacturer", "other-hardware"])
+def test_device_must_refuse_an_image_not_meant_for_it(
+    session: OtaSession, tmp_path: Path, defect: str | None, kind: str
+) -> None:
+    session.start_testbed(_testbed_with(tmp_path, "B2", [defect] if defect else []))
+    if kind == "other-manufacturer":
+        image = session.build_firmware_image("ESME", "1.1.0.0", size=IMAGE_SIZE)  # ESME's maker and type
+    else:
+        image = session.load_firmware_image(_hardware_mismatch_image(tmp_path))
+    result = session.device_should_refuse_image("B2", image, "30min")
+    if defect is None:
+        assert result.verdict is Verdict.PASS, result.reason
+        expected = "requested 0 blocks" if kind == "other-manufacturer" else "status 0x96"
+        assert expected in result.reason
+        session.firmware_version_should_be("B2", "1.0.0.0")
+    else:
+        assert result.verdict is Verdict.FAIL
+        assert "accepted an image it must refuse" in result.reason
+
+
+def test_refusal_check_is_inconclusive_when_the_device_never_asks(
+    session: OtaSession, tmp_path: Path
+) -> None:
+    session.start_testbed(_testbed_with(tmp_path, "B2", ["ignores-image-notify"]))
+    session.wait_testbed_time("1min")  # past its first query after boot; the next is an hour away
+    image = session.build_firmware_image("ESME", "1.1.0.0", size=IMAGE_SIZE)
+    result = session.device_should_refuse_image("B2", image, "10min")
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert "never asked" in result.reason
+
+
+def test_device_that_ignores_image_notify_is_inconclusive_not_failed(
+    session: OtaSession, tmp_path: Path
+) -> None:
+    session.start_testbed(_testbed_with(tmp_path, "B2", ["ignores-image-notify"]))
+    session.wait_testbed_time("1min")  # past its first query after boot; the next is an hour away
+    session.offer_firmware_image("B2", session.build_firmware_image("B2", "1.1.0.0", size=IMAGE_SIZE))
+    # Within 5 minutes it neither asks nor progresses, and the stall limit (600 s) has not passed yet.
+    result = session.wait_until_upgrade_completes("B2", "5min")
+    assert result.verdict is Verdict.INCONCLUSIVE, result.reason
+    # ... and its own hourly query, when it comes, still gets the image.
+    assert session.wait_until_upgrade_completes("B2", "2h").verdict is Verdict.PASS
