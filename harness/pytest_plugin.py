@@ -33,6 +33,7 @@ KEYWORDS = (
     "wait_until_upgrade_completes",
     "wait_until_transfer_reaches",
     "device_should_refuse_image",
+    "transfer_should_have_resumed",
     "wait_testbed_time",
     "firmware_version_should_be",
     "read_firmware_version",

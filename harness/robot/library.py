@@ -296,6 +296,23 @@ class OtaLibrary:
 
     @keyword
     @_classified
+    def transfer_should_have_resumed(self, device: str) -> None:
+        """Fails unless, after the last power cut during its transfer, ``device`` resumed where it stopped.
+
+        Judged from what the hub served: the first block asked for after the cut must start no
+        later than the end of the data already sent (else the image has a hole) and no more than
+        1 KiB plus one block before it (else the device threw its download away and started over,
+        which is legal but slow). Use it after `Wait Until Upgrade Completes`.
+
+        | `Wait Until Transfer Reaches` | B2 | 50% |
+        | `Power Cycle Device` | B2 |
+        | `Wait Until Upgrade Completes` | B2 |
+        | `Transfer Should Have Resumed` | B2 |
+        """
+        self._session().transfer_should_have_resumed(device)
+
+    @keyword
+    @_classified
     def wait_testbed_time(self, duration: str) -> None:
         """Lets ``duration`` of testbed time pass while transfers and devices carry on.
 

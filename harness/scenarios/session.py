@@ -115,6 +115,7 @@ class OtaSession:
         self.hub: Hub | None = None
         self.images: dict[str, OtaImage] = {}
         self.running: dict[str, _Running] = {}
+        self.power_cuts: dict[str, list[float]] = {}
         self._test: _TestState | None = None
         self._closed = False
         self._save_record()
@@ -521,6 +522,53 @@ class OtaSession:
         self._event("transfer-reached", device=running.device, offset=running.record.last_offset)
         return running.record.last_offset
 
+    def transfer_should_have_resumed(self, device: str) -> VerdictResult:
+        """Check that after the last power cut during its transfer, ``device`` resumed where it stopped.
+
+        The server's own record decides: the first block the device asked for after the cut must
+        start no later than the end of the data it had been sent (no hole in the image) and at most
+        1 KiB plus one block before it (it kept what it had stored, as a resuming client must).
+        """
+        self._device_spec(device)
+        running = self.running.get(device)
+        if running is None:
+            raise BadInputError(
+                "has no transfer to check; offer an image first", field="device", value=device
+            )
+        cuts = [t for t in self.power_cuts.get(device, []) if t >= running.record.started_virtual_s]
+        if not cuts:
+            raise BadInputError("had no power cut during its transfer", field="device", value=device)
+        result = self._judge_resume(running, cuts[-1])
+        self.note_verdict(VerdictResult(result.verdict, f"{device}: {result.reason}"))
+        if result.verdict is Verdict.FAIL:
+            raise DeviceFault(f"{device}: {result.reason}")
+        return result
+
+    def _judge_resume(self, running: _Running, cut_at: float) -> VerdictResult:
+        served = running.transfer.outcome.offsets
+        size = running.record.image_size
+        block = running.transfer.policy.block_size
+        before = [offset for at, offset in served if at < cut_at]
+        after = [offset for at, offset in served if at > cut_at]
+        if not after:
+            return VerdictResult(Verdict.FAIL, "asked for no block after the power cut")
+        sent = max((offset + min(block, size - offset) for offset in before), default=0)
+        resumed = after[0]
+        if resumed > sent:
+            return VerdictResult(
+                Verdict.FAIL,
+                f"resumed at offset {resumed} but had only been sent {sent} bytes: "
+                f"bytes {sent}..{resumed} of its image never arrived",
+            )
+        if resumed < sent - 1024 - block:
+            return VerdictResult(
+                Verdict.FAIL,
+                f"restarted at offset {resumed} after the cut at offset {sent}: "
+                f"fetched {sent - resumed} bytes again (a resume re-fetches at most "
+                f"1 KiB and a block)",
+            )
+        return VerdictResult(Verdict.PASS, f"resumed at offset {resumed} after the cut at offset {sent}")
+
     def wait_testbed_time(self, duration: str | float) -> None:
         """Let ``duration`` of testbed time pass (transfers and devices carry on meanwhile)."""
         seconds = parse_budget(duration, field="duration")
@@ -659,6 +707,7 @@ class OtaSession:
         """Cut the device's power (its flash keeps what was written)."""
         power = self._power(device)
         self._event("power-cut", device=device)
+        self.power_cuts.setdefault(device, []).append(self.loop.time())
         self.run(power.cut())
 
     def restore_power(self, device: str) -> None:
@@ -676,6 +725,7 @@ class OtaSession:
     async def _cycle(self, device: str, power: PowerDriver, off_time: float) -> None:
         _, spec, hub = self._require()
         self._event("power-cut", device=device)
+        self.power_cuts.setdefault(device, []).append(self.loop.time())
         await power.cut()
         await asyncio.sleep(off_time)
         announced = hub.announce_waiter(self._ieee(spec.device(device).ieee_bytes))

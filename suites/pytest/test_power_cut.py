@@ -17,6 +17,7 @@ def test_far_end_bridge_resumes_after_a_power_cut_mid_download(
     wait_until_upgrade_completes,
     firmware_version_should_be,
     device_should_be_reachable,
+    transfer_should_have_resumed,
 ):
     start_testbed()
     image = build_firmware_image("B2", "1.1.0.0", size="32KiB")
@@ -27,6 +28,7 @@ def test_far_end_bridge_resumes_after_a_power_cut_mid_download(
     restore_power("B2")
     verdict = wait_until_upgrade_completes("B2", budget="2h")
     assert verdict.verdict.value == "PASS", verdict.reason
+    assert transfer_should_have_resumed("B2").verdict.value == "PASS"
     firmware_version_should_be("B2", "1.1.0.0")
     device_should_be_reachable("GSME")
 

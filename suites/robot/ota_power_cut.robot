@@ -20,5 +20,6 @@ Far-end bridge resumes after a power cut mid-download
     Wait Testbed Time    2min
     Restore Power    B2
     Wait Until Upgrade Completes    B2    budget=2h
+    Transfer Should Have Resumed    B2
     Firmware Version Should Be    B2    1.2.0.0
     Device Should Be Reachable    GSME

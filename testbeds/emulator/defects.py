@@ -24,6 +24,14 @@ DEFECTS: dict[str, str] = {
         "does not answer Image Notify and only asks on its own hourly schedule (the top complaint: "
         "'device didn't respond', z2m #6729, #28447)"
     ),
+    "restarts-download-after-power-cut": (
+        "throws its partial download away at every boot and starts again at offset 0: legal, but slow "
+        "(esp-zigbee-sdk #833: back to offset 0 after one timeout)"
+    ),
+    "resumes-at-wrong-offset": (
+        "after a power cut resumes 1 KiB past what it stored, so the image has a hole it never fills "
+        "(offset drift and skipped blocks: zigpy-ota #25 saw 17 skips)"
+    ),
     "stalls-at-half": (
         "stops asking for blocks half way through the download (transfers stuck at X%: z2m #8858, #17705)"
     ),

@@ -600,7 +600,17 @@ class OtaClient:
         meta = self._flash.download_meta
         if self._flash.pending_activation and meta is not None:
             self._log(f"boot: image 0x{meta.file_version:08X} downloaded, waiting for its upgrade time")
+        elif meta is not None and "restarts-download-after-power-cut" in self._config.defects:
+            self._log("defect restarts-download-after-power-cut: partial download thrown away")
+            self._flash.discard_download()
         elif meta is not None:
+            if "resumes-at-wrong-offset" in self._config.defects and self._flash.download_offset:
+                skipped = min(meta.image_size, self._flash.download_offset + 1024)
+                self._log(
+                    f"defect resumes-at-wrong-offset: resume pointer moved from "
+                    f"{self._flash.download_offset} to {skipped} (bytes in between never arrive)"
+                )
+                self._flash.download_offset = skipped
             self._log(
                 f"boot: partial download of 0x{meta.file_version:08X} "
                 f"({self._flash.download_offset}/{meta.image_size} bytes) kept for resume"

@@ -190,3 +190,29 @@ def test_device_that_ignores_image_notify_is_inconclusive_not_failed(
     assert result.verdict is Verdict.INCONCLUSIVE, result.reason
     # ... and its own hourly query, when it comes, still gets the image.
     assert session.wait_until_upgrade_completes("B2", "2h").verdict is Verdict.PASS
+
+
+RESUME_CASES = [
+    (None, Verdict.PASS, "resumed at offset"),
+    ("restarts-download-after-power-cut", Verdict.FAIL, "restarted at offset 0"),
+    ("resumes-at-wrong-offset", Verdict.FAIL, "never arrived"),
+]
+
+
+@pytest.mark.parametrize(
+    ("defect", "verdict", "reason"), RESUME_CASES, ids=[c[0] or "healthy" for c in RESUME_CASES]
+)
+def test_resume_check_after_a_power_cut(
+    session: OtaSession, tmp_path: Path, defect: str | None, verdict: Verdict, reason: str
+) -> None:
+    session.start_testbed(_testbed_with(tmp_path, "B2", [defect] if defect else []))
+    session.offer_firmware_image("B2", session.build_firmware_image("B2", "1.1.0.0", size="32KiB"))
+    session.wait_until_transfer_reaches("B2", "50%")
+    session.power_cycle_device("B2", "1min")
+    # Each of these firmwares still ends up reporting the new version: only the resume check tells.
+    assert session.wait_until_upgrade_completes("B2", "2h").verdict is Verdict.PASS
+    if verdict is Verdict.PASS:
+        assert reason in session.transfer_should_have_resumed("B2").reason
+    else:
+        with pytest.raises(AssertionError, match=reason):
+            session.transfer_should_have_resumed("B2")
