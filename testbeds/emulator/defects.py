@@ -32,6 +32,10 @@ DEFECTS: dict[str, str] = {
         "after a power cut resumes 1 KiB past what it stored, so the image has a hole it never fills "
         "(offset drift and skipped blocks: zigpy-ota #25 saw 17 skips)"
     ),
+    "accepts-downgrade": (
+        "installs an older firmware version when offered one (downgrade only on explicit request: "
+        "zigpy PR #1840, zhc PR #3662; MCUboot downgrade prevention)"
+    ),
     "stalls-at-half": (
         "stops asking for blocks half way through the download (transfers stuck at X%: z2m #8858, #17705)"
     ),

@@ -181,6 +181,9 @@ class EmulatedDevice:
                 max_data_size=self.config.ota_max_data_size,
                 query_interval=self.config.ota_query_interval,
                 defects=self.config.defects,
+                # Healthy GB firmware refuses an older image unless told otherwise (DESIGN: downgrade
+                # only when asked for explicitly).
+                allow_downgrade="accepts-downgrade" in self.config.defects,
             ),
             send=self._send_ota_command,
             reboot=self._reboot,

@@ -216,3 +216,15 @@ def test_resume_check_after_a_power_cut(
     else:
         with pytest.raises(AssertionError, match=reason):
             session.transfer_should_have_resumed("B2")
+
+
+@pytest.mark.parametrize("defect", [None, "accepts-downgrade"])
+def test_device_must_refuse_a_downgrade(session: OtaSession, tmp_path: Path, defect: str | None) -> None:
+    session.start_testbed(_testbed_with(tmp_path, "B2", [defect] if defect else []))
+    older = session.build_firmware_image("B2", "0.9.0.0", size=IMAGE_SIZE)
+    result = session.device_should_refuse_image("B2", older, "30min")
+    if defect is None:
+        assert result.verdict is Verdict.PASS, result.reason
+        session.firmware_version_should_be("B2", "1.0.0.0")
+    else:
+        assert result.verdict is Verdict.FAIL and "accepted" in result.reason
