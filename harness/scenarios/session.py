@@ -588,7 +588,15 @@ class OtaSession:
             raise BadInputError(
                 "has no transfer to wait for; offer an image first", field="device", value=device
             )
-        result = self.run(self._wait(running, seconds))
+        try:
+            result = self.run(self._wait(running, seconds))
+        except DeviceFault as exc:
+            # e.g. the version read-back went unanswered: the device's fault, and this transfer's verdict.
+            result = VerdictResult(Verdict.FAIL, str(exc))
+        except HarnessError as exc:
+            # The bench broke mid-wait: the transfer record says so before the error goes up.
+            self._conclude(running, VerdictResult(classify(exc), str(exc)), note=False)
+            raise
         self._conclude(running, result)
         return result
 
@@ -649,20 +657,21 @@ class OtaSession:
             Verdict.PASS, f"upgraded from {format_version(running.from_version)} to {format_version(version)}"
         )
 
-    def _conclude(self, running: _Running, result: VerdictResult) -> None:
+    def _conclude(self, running: _Running, result: VerdictResult, *, note: bool = True) -> None:
         record = running.record
         record.verdict = str(result.verdict)
         record.reason = result.reason
         record.ended_virtual_s = self.loop.time()
         record.ended_wall = _utc_now()
         self.progress.finished(running.device, str(result.verdict))
-        self.note_verdict(
-            VerdictResult(
-                result.verdict,
-                f"{running.device}: {result.reason}",
-                ("evidence/air.pcap", "timeline.parquet", record.image_file),
+        if note:  # otherwise the exception that goes up is noted by whoever catches it
+            self.note_verdict(
+                VerdictResult(
+                    result.verdict,
+                    f"{running.device}: {result.reason}",
+                    ("evidence/air.pcap", "timeline.parquet", record.image_file),
+                )
             )
-        )
         self._save_record()
 
     # ---------------------------------------------------------------------------- reading

@@ -36,6 +36,10 @@ DEFECTS: dict[str, str] = {
         "installs an older firmware version when offered one (downgrade only on explicit request: "
         "zigpy PR #1840, zhc PR #3662; MCUboot downgrade prevention)"
     ),
+    "stops-polling-after-upgrade": (
+        "a sleepy device that no longer polls its parent after an upgrade: it announces, then hears "
+        "nothing (sleepy devices that never respond: z2m #6729, #22888)"
+    ),
     "stalls-at-half": (
         "stops asking for blocks half way through the download (transfers stuck at X%: z2m #8858, #17705)"
     ),

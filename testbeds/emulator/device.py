@@ -228,6 +228,12 @@ class EmulatedDevice:
                 self.node.stop()
             return
         self._announce()
+        if "stops-polling-after-upgrade" in self.config.defects and (
+            self.flash.running.file_version != self.config.firmware_version
+        ):
+            self.log("defect stops-polling-after-upgrade: no more Data Requests to the parent")
+            if self.node is not None:
+                self.node.stop_polling()
         # Self-test once up and announced; only an image that passes it is confirmed. One that fails
         # resets, and the bootloader reverts it once its boot tries are used up.
         was_confirmed = self.flash.confirmed

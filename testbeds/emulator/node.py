@@ -210,6 +210,7 @@ class Node:
         self._awake = 0
         self._tx_queue: deque[_TxJob] = deque()
         self._tx_busy = False
+        self._polling = True
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task[object]] = set()
         self._running = False
@@ -489,7 +490,13 @@ class Node:
     def _schedule_poll(self, delay: float) -> None:
         self._later(delay, self._poll_tick)
 
+    def stop_polling(self) -> None:
+        """A sleepy device stops polling its parent (it then hears nothing more)."""
+        self._polling = False
+
     def _poll_tick(self) -> None:
+        if not self._polling:
+            return
         self._poll_once()
         interval = self._poll_interval() if self._poll_interval else 7.5
         self._schedule_poll(interval)

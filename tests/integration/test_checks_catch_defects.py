@@ -228,3 +228,13 @@ def test_device_must_refuse_a_downgrade(session: OtaSession, tmp_path: Path, def
         session.firmware_version_should_be("B2", "1.0.0.0")
     else:
         assert result.verdict is Verdict.FAIL and "accepted" in result.reason
+
+
+def test_sleepy_meter_that_stops_polling_fails_the_read_back(session: OtaSession, tmp_path: Path) -> None:
+    session.start_testbed(_testbed_with(tmp_path, "GSME", ["stops-polling-after-upgrade"]))
+    session.offer_firmware_image("GSME", session.build_firmware_image("GSME", "1.1.0.0", size=IMAGE_SIZE))
+    result = session.wait_until_upgrade_completes("GSME", "2h")
+    assert result.verdict is Verdict.FAIL
+    assert "did not answer a read of Ota.current_file_version" in result.reason
+    transfer = session.record.transfers[-1]
+    assert (transfer.verdict, transfer.reason) == ("FAIL", result.reason), "the transfer record is concluded"
