@@ -34,6 +34,7 @@ KEYWORDS = (
     "wait_until_transfer_reaches",
     "device_should_refuse_image",
     "transfer_should_have_resumed",
+    "activate_firmware",
     "wait_testbed_time",
     "firmware_version_should_be",
     "read_firmware_version",

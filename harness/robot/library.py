@@ -223,15 +223,37 @@ class OtaLibrary:
     # -------------------------------------------------------------------------------- OTA
     @keyword
     @_classified
-    def offer_firmware_image(self, device: str, image: str) -> None:
+    def offer_firmware_image(self, device: str, image: str, activation: str = "now") -> None:
         """Offers ``image`` to ``device``: sends Image Notify and serves the blocks it asks for.
 
         The transfer runs in the background while other keywords run; use
         `Wait Until Upgrade Completes` to wait for its end and get the verdict.
 
+        ``activation`` is the upgrade time the device is given once it has the image: ``now``,
+        a delay such as ``10min``, or ``on-command`` (0xFFFFFFFF: keep running the old image
+        until `Activate Firmware`, GBCS's two-stage update).
+
         | `Offer Firmware Image` | B2 | ${image} |
+        | `Offer Firmware Image` | GSME | ${image} | activation=on-command |
         """
-        self._session().offer_firmware_image(device, image)
+        self._session().offer_firmware_image(device, image, activation)
+
+    @keyword
+    @_classified
+    def activate_firmware(self, device: str, budget: str = "10min") -> None:
+        """Tells ``device`` to activate the image it holds, and fails unless it then runs it.
+
+        For images offered with ``activation=on-command``, after `Wait Until Upgrade Completes`
+        (GBCS Activate Firmware): an Upgrade End Response with upgrade time now, then the device
+        must reboot, announce itself and report the offered version within ``budget``.
+
+        | `Offer Firmware Image` | B2 | ${image} | activation=on-command |
+        | `Wait Until Upgrade Completes` | B2 |
+        | `Firmware Version Should Be` | B2 | 1.0.0.0 |
+        | `Activate Firmware` | B2 |
+        | `Firmware Version Should Be` | B2 | 1.1.0.0 |
+        """
+        self._session().activate_firmware(device, budget)
 
     @keyword
     @_classified
@@ -240,7 +262,8 @@ class OtaLibrary:
 
 
         PASS when the device downloaded and verified the image, activated it, rebooted and reports
-        the new version over ZigBee. FAIL when it refused the image, reported an error, stopped
+        the new version over ZigBee; for ``activation=on-command``, when it verified the image and
+        still runs the old version a minute later. FAIL when it refused the image, reported an error, stopped
         asking for blocks, or still runs the old version. INCONCLUSIVE when the budget ran out
         while it was still progressing. The keyword fails unless the verdict is ``expect``
         (``PASS`` by default; a negative test may expect ``FAIL``).

@@ -48,6 +48,8 @@ DEFAULT_IMAGE_SIZE = 200 * 1024
 JOIN_BUDGET_S = 600.0
 REBOOT_BUDGET_S = 300.0
 POWER_CYCLE_OFF_S = 5.0
+# After a download that must wait for a command, how long to watch that the device does not activate.
+ACTIVATION_SETTLE_S = 60.0
 
 
 def _utc_now() -> str:
@@ -330,16 +332,28 @@ class OtaSession:
         return self.images[key]
 
     # -------------------------------------------------------------------------------- OTA
-    def offer_firmware_image(self, device: str, image: str | Path) -> None:
-        """Tell ``device`` an image waits for it and serve it as the device asks (runs in the background)."""
+    def offer_firmware_image(self, device: str, image: str | Path, activation: str = "now") -> None:
+        """Tell ``device`` an image waits for it and serve it as the device asks (runs in the background).
+
+        ``activation`` is the upgrade time given in the Upgrade End Response: ``now``, a delay
+        such as ``10min``, or ``on-command`` (0xFFFFFFFF: wait for `Activate Firmware`, as GBCS's
+        separate Activate Firmware does).
+        """
         self._device_spec(device)
+        upgrade_time: float | None
+        if activation.strip().lower() == "on-command":
+            upgrade_time = None
+        elif activation.strip().lower() == "now":
+            upgrade_time = 0.0
+        else:
+            upgrade_time = parse_budget(activation, field="activation")
         ota_image = self._image(image)
         running = self.running.get(device)
         if running is not None and running.task is not None and not running.task.done():
             raise BadInputError(
                 "already has a transfer running; wait for it first", field="device", value=device
             )
-        self.run(self._offer(device, ota_image, Path(image), self.policy))
+        self.run(self._offer(device, ota_image, Path(image), replace(self.policy, upgrade_time=upgrade_time)))
 
     async def _offer(self, device: str, image: OtaImage, path: Path, policy: OtaServerPolicy) -> _Running:
         _, spec, hub = self._require()
@@ -618,7 +632,7 @@ class OtaSession:
                 f"budget of {budget:g}s spent at offset {running.record.last_offset} of "
                 f"{running.record.image_size}"
             )
-            if since < self.policy.stall_timeout:
+            if since < running.transfer.policy.stall_timeout:
                 return VerdictResult(
                     Verdict.INCONCLUSIVE,
                     f"{detail}; the device was still progressing ({since:.1f}s since its last block)",
@@ -631,12 +645,11 @@ class OtaSession:
         ieee = self._ieee(dev_spec.ieee_bytes)
         announced = hub.announce_waiter(ieee)
         remaining = max(deadline - self.loop.time(), 1.0)
-        if self.policy.upgrade_time is None:
-            return VerdictResult(
-                Verdict.PASS, "image downloaded and verified; activation waits for a command"
-            )
+        upgrade_time = running.transfer.policy.upgrade_time
+        if upgrade_time is None:
+            return await self._still_waiting(running, hub, ieee)
         try:
-            await asyncio.wait_for(announced, min(remaining, REBOOT_BUDGET_S + self.policy.upgrade_time))
+            await asyncio.wait_for(announced, min(remaining, REBOOT_BUDGET_S + upgrade_time))
         except TimeoutError:
             return VerdictResult(
                 Verdict.FAIL,
@@ -656,6 +669,75 @@ class OtaSession:
         return VerdictResult(
             Verdict.PASS, f"upgraded from {format_version(running.from_version)} to {format_version(version)}"
         )
+
+    async def _still_waiting(self, running: _Running, hub: Hub, ieee: t.EUI64) -> VerdictResult:
+        # Told to wait (upgrade time 0xFFFFFFFF), the device must keep its old image running.
+        await asyncio.sleep(ACTIVATION_SETTLE_S)
+        zdev = hub.device(ieee)
+        if zdev is None:
+            return VerdictResult(Verdict.FAIL, "the device left the network after its download")
+        version = int(await hub.read_ota_attribute(zdev, "current_file_version"))
+        if version != running.from_version:
+            return VerdictResult(
+                Verdict.FAIL,
+                f"activated although told to wait for a command (upgrade time 0xFFFFFFFF): "
+                f"now runs {format_version(version)}",
+            )
+        return VerdictResult(
+            Verdict.PASS,
+            f"image downloaded and verified; still runs {format_version(version)} until told to activate",
+        )
+
+    def activate_firmware(self, device: str, budget: str | float = "10min") -> VerdictResult:
+        """Tell ``device`` to activate the image it holds (GBCS Activate Firmware): an Upgrade End
+        Response with upgrade time now. Fails unless it reboots into the offered version in ``budget``.
+        """
+        seconds = parse_budget(budget)
+        self._device_spec(device)
+        running = self.running.get(device)
+        if running is None or running.task is None or not running.task.done():
+            raise BadInputError(
+                "has no downloaded image to activate; offer one and wait for it first",
+                field="device",
+                value=device,
+            )
+        result = self.run(self._activate(running, seconds))
+        self.note_verdict(VerdictResult(result.verdict, f"{device}: {result.reason}"))
+        if result.verdict is not Verdict.PASS:
+            raise DeviceFault(f"{device}: {result.reason}")
+        return result
+
+    async def _activate(self, running: _Running, budget: float) -> VerdictResult:
+        _, spec, hub = self._require()
+        ieee = self._ieee(spec.device(running.device).ieee_bytes)
+        zdev = hub.device(ieee)
+        if zdev is None:
+            return VerdictResult(Verdict.FAIL, "is not on the network")
+        header = running.image.header
+        announced = hub.announce_waiter(ieee)
+        self._event("activate", device=running.device, file_version=f"0x{header.file_version:08X}")
+        cluster = zdev.endpoints[1].out_clusters[0x0019]
+        await cluster.upgrade_end_response(
+            manufacturer_code=header.manufacturer_code,
+            image_type=header.image_type,
+            file_version=header.file_version,
+            current_time=t.UTCTime(0),
+            upgrade_time=t.UTCTime(0),
+        )
+        try:
+            await asyncio.wait_for(announced, budget)
+        except TimeoutError:
+            return VerdictResult(
+                Verdict.FAIL,
+                f"did not reboot and announce itself within {budget:g}s of being told to activate",
+            )
+        version = int(await hub.read_ota_attribute(zdev, "current_file_version"))
+        if version != header.file_version:
+            return VerdictResult(
+                Verdict.FAIL,
+                f"activated but runs {format_version(version)}, not {format_version(header.file_version)}",
+            )
+        return VerdictResult(Verdict.PASS, f"activated {format_version(version)}")
 
     def _conclude(self, running: _Running, result: VerdictResult, *, note: bool = True) -> None:
         record = running.record

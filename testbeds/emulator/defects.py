@@ -40,6 +40,10 @@ DEFECTS: dict[str, str] = {
         "a sleepy device that no longer polls its parent after an upgrade: it announces, then hears "
         "nothing (sleepy devices that never respond: z2m #6729, #22888)"
     ),
+    "activates-without-waiting": (
+        "activates at once although told to wait for a command (upgrade time 0xFFFFFFFF), "
+        "breaking GBCS's separate Activate Firmware step"
+    ),
     "stalls-at-half": (
         "stops asking for blocks half way through the download (transfers stuck at X%: z2m #8858, #17705)"
     ),

@@ -1181,6 +1181,11 @@ class OtaClient:
         self._cancel("action")
         self._outstanding = None
         self._retries = 0
+        if resp.upgrade_time == UPGRADE_TIME_WAIT and "activates-without-waiting" in self._config.defects:
+            self._log("defect activates-without-waiting: upgrade time 0xFFFFFFFF ignored, activating now")
+            self._state = _State.COUNT_DOWN
+            self._schedule("action", 0.0, self._activate)
+            return
         if resp.upgrade_time == UPGRADE_TIME_WAIT:
             self._state = _State.WAITING_EXTERNAL
             poll = self._config.upgrade_end_poll_interval

@@ -238,3 +238,24 @@ def test_sleepy_meter_that_stops_polling_fails_the_read_back(session: OtaSession
     assert "did not answer a read of Ota.current_file_version" in result.reason
     transfer = session.record.transfers[-1]
     assert (transfer.verdict, transfer.reason) == ("FAIL", result.reason), "the transfer record is concluded"
+
+
+@pytest.mark.parametrize("defect", [None, "activates-without-waiting"])
+def test_two_stage_update_waits_for_activate_firmware(
+    session: OtaSession, tmp_path: Path, defect: str | None
+) -> None:
+    session.start_testbed(_testbed_with(tmp_path, "B2", [defect] if defect else []))
+    image = session.build_firmware_image("B2", "1.1.0.0", size=IMAGE_SIZE)
+    session.offer_firmware_image("B2", image, activation="on-command")
+    result = session.wait_until_upgrade_completes("B2", "2h")
+    if defect is not None:
+        assert result.verdict is Verdict.FAIL
+        assert "activated although told to wait" in result.reason
+        return
+    assert result.verdict is Verdict.PASS, result.reason
+    session.firmware_version_should_be("B2", "1.0.0.0")
+    session.wait_testbed_time("2h")  # it keeps asking hourly, and keeps waiting
+    session.firmware_version_should_be("B2", "1.0.0.0")
+    assert "activated 1.1.0.0" in session.activate_firmware("B2").reason
+    session.firmware_version_should_be("B2", "1.1.0.0")
+    session.device_should_be_reachable("GSME")
