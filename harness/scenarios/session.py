@@ -494,11 +494,7 @@ class OtaSession:
         """
         seconds = parse_budget(budget)
         self._device_spec(device)
-        running = self.running.get(device)
-        if running is None:
-            raise BadInputError(
-                "has no transfer to wait for; offer an image first", field="device", value=device
-            )
+        running = self._transfer(device, "wait for")
         size = running.record.image_size
         if isinstance(point, str) and point.strip().endswith("%"):
             try:
@@ -544,11 +540,7 @@ class OtaSession:
         1 KiB plus one block before it (it kept what it had stored, as a resuming client must).
         """
         self._device_spec(device)
-        running = self.running.get(device)
-        if running is None:
-            raise BadInputError(
-                "has no transfer to check; offer an image first", field="device", value=device
-            )
+        running = self._transfer(device, "check")
         cuts = [t for t in self.power_cuts.get(device, []) if t >= running.record.started_virtual_s]
         if not cuts:
             raise BadInputError("had no power cut during its transfer", field="device", value=device)
@@ -583,6 +575,14 @@ class OtaSession:
             )
         return VerdictResult(Verdict.PASS, f"resumed at offset {resumed} after the cut at offset {sent}")
 
+    def _transfer(self, device: str, doing: str) -> _Running:
+        running = self.running.get(device)
+        if running is None:
+            raise BadInputError(
+                f"has no transfer to {doing}; offer an image first", field="device", value=device
+            )
+        return running
+
     def wait_testbed_time(self, duration: str | float) -> None:
         """Let ``duration`` of testbed time pass (transfers and devices carry on meanwhile)."""
         seconds = parse_budget(duration, field="duration")
@@ -597,11 +597,7 @@ class OtaSession:
         """
         seconds = parse_budget(budget)
         self._device_spec(device)
-        running = self.running.get(device)
-        if running is None:
-            raise BadInputError(
-                "has no transfer to wait for; offer an image first", field="device", value=device
-            )
+        running = self._transfer(device, "wait for")
         try:
             result = self.run(self._wait(running, seconds))
         except DeviceFault as exc:
