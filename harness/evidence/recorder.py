@@ -318,10 +318,11 @@ class Recorder:
             raise
         return target
 
-    def serial_line(self, port: str, line: str) -> None:
+    def serial_line(self, port: str, line: str, *, virtual_time: float | None = None) -> None:
         """Append one line received on (or sent to) control port ``port`` to its transcript.
 
-        Each transcript line starts with the testbed time and the UTC wall time.
+        Each transcript line starts with the testbed time (``virtual_time`` when the line carries the
+        device's own clock, else now) and the UTC wall time.
         """
         f = self._serial.get(port)
         if f is None:
@@ -336,7 +337,8 @@ class Recorder:
             # A device console may print its network key (a debug dump, a join log): the
             # transcript keeps the line but never the key.
             line = self._key_text.sub(REDACTED, line)
-        f.write(f"{self._virtual_clock():.6f} {iso_utc(self._wall_clock())} {line}\n")
+        when = self._virtual_clock() if virtual_time is None else virtual_time
+        f.write(f"{when:.6f} {iso_utc(self._wall_clock())} {line}\n")
         f.flush()
 
     # --- observers and names ------------------------------------------------------------

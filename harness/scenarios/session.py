@@ -217,7 +217,7 @@ class OtaSession:
         self._save_record()
 
     async def _start(self, spec: TestbedSpec, seed: int) -> None:
-        testbed = start_testbed(spec, self.loop, seed=seed)
+        testbed = await start_testbed(spec, self.loop, seed=seed)
         testbed.add_frame_sink(self._on_frame)
         testbed.add_log_sink(self._on_device_log)
         self.testbed = testbed
@@ -235,7 +235,7 @@ class OtaSession:
         self.recorder.frame(frame, hop_src=sender, hop_dst=receiver, medium=medium)
 
     def _on_device_log(self, virtual_time: float, device: str, line: str) -> None:
-        self.recorder.serial_line(device, line)
+        self.recorder.serial_line(device, line, virtual_time=virtual_time)
 
     @staticmethod
     def _ieee(ieee_bytes: bytes) -> t.EUI64:

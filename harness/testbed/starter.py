@@ -1,9 +1,14 @@
 """Start a testbed: the second of the two places in ``harness`` that know the emulator exists.
 
-For an emulated testbed it builds the premises from the testbed file (devices, links, routes), powers
-the devices, switches on the coordinator radio and hands back what the upper layers need: a zigpy
-controller for the hub, a power driver, and a sniffer feed for the evidence recorder. Scenarios
-never see emulator objects.
+For an emulated testbed it builds the premises from the testbed file (devices, links, routes), opens
+each emulated device's control port (JSON lines on TCP, ``docs/control-port.md``) and switches on
+the coordinator radio. From then on the harness holds only what it would hold on a bench: a zigpy
+controller for the hub, a :class:`~harness.ports.control.ControlPort` per device reached through
+pyserial by URL (its log stream and its power switch), and a sniffer feed of the air for the
+evidence recorder. Scenarios never see emulator objects.
+
+``serve_testbed`` runs the same premises for other tools (``harness testbed up``): it only opens the
+ports and prints their URLs.
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ import zigpy.types as t
 import zigpy.zdo.types as zdo_t
 
 from harness.errors import BadInputError
+from harness.ports.control import ControlPort
+from harness.power.control_port import ControlPortPower
 from harness.power.driver import PowerDriver
 from harness.radio.virtual import VirtualControllerApplication
 from harness.testbed.model import DeviceSpec, TestbedSpec
+from testbeds.emulator.control_port import ControlPortServer
 from testbeds.emulator.defects import DEFECTS, unknown_defects
 from testbeds.emulator.device import DeviceConfig
 from testbeds.emulator.premises import CoordinatorRadio, LinkConfig, Premises
@@ -58,52 +66,53 @@ def device_config(spec: DeviceSpec, testbed: TestbedSpec) -> DeviceConfig:
     )
 
 
-class EmulatedPower(PowerDriver):
-    """Power switches of emulated devices (the same interface a USB relay driver implements)."""
-
-    def __init__(self, premises: Premises, name: str) -> None:
-        self._premises = premises
-        self.name = name
-
-    async def cut(self) -> None:
-        """Cut power to the device."""
-        self._premises.power_off(self.name)
-
-    async def restore(self) -> None:
-        """Restore power to the device."""
-        self._premises.power_on(self.name)
-
-    def is_on(self) -> bool:
-        """Whether the device has power."""
-        return self._premises.devices[self.name].powered
+DeviceLogSink = Callable[[float, str, str], None]
+"""Receives every control-port line: (testbed time, device, text)."""
 
 
 @dataclass
 class StartedTestbed:
-    """What a started testbed offers the upper layers."""
+    """What a started testbed offers the upper layers: a radio, control ports, power, the air."""
 
     spec: TestbedSpec
+    loop: asyncio.AbstractEventLoop
     app: VirtualControllerApplication
+    ports: dict[str, ControlPort]
     power: dict[str, PowerDriver]
     premises: Premises
+    servers: list[ControlPortServer]
 
     def add_frame_sink(self, sink: FrameSink) -> None:
-        """Show every frame on the air (radio and P2P) to ``sink``."""
+        """Show every frame on the air (radio and P2P) to ``sink``, as a sniffer would."""
         self.premises.add_sniffer(sink)
 
-    def add_log_sink(self, sink: Callable[[float, str, str], None]) -> None:
-        """Receive every device log line: (testbed time, device, text)."""
-        self.premises.add_log_listener(sink)
+    def add_log_sink(self, sink: DeviceLogSink) -> None:
+        """Receive every line sent to or received from each control port: (testbed time, device, text).
+
+        Log lines carry the device's own clock; commands (``> {...}``) and replies (``< {...}``)
+        the loop's time when they passed.
+        """
+        loop = self.loop
+        for name, port in self.ports.items():
+
+            def forward(direction: str, line: str, device_time: float | None, name: str = name) -> None:
+                if device_time is not None:
+                    sink(device_time, name, line)
+                else:
+                    sink(loop.time(), name, f"{direction} {line}")
+
+            port.add_transcript_listener(forward)
 
     def shutdown(self) -> None:
-        """Power every emulated device off."""
+        """Close the control ports and power every emulated device off."""
+        for port in self.ports.values():
+            port.close()
+        for server in self.servers:
+            server.close()
         self.premises.shutdown()
 
 
-def start_testbed(
-    spec: TestbedSpec, loop: asyncio.AbstractEventLoop, *, seed: int | None = None
-) -> StartedTestbed:
-    """Build the testbed's devices and the hub's radio; devices are powered but not yet booted."""
+def _build_premises(spec: TestbedSpec, loop: asyncio.AbstractEventLoop, seed: int | None) -> Premises:
     if spec.kind != "emulated" or spec.radio.type != "virtual":
         raise BadInputError(
             "this version of the harness starts emulated testbeds only; bench testbeds with "
@@ -112,7 +121,6 @@ def start_testbed(
             field="kind",
             value=spec.kind,
         )
-    coordinator = spec.device(spec.radio.plays)
     for device in spec.devices.values():
         unknown = unknown_defects(device.defects)
         if unknown:
@@ -129,7 +137,7 @@ def start_testbed(
         )
         for link in spec.links
     ]
-    premises = Premises(
+    return Premises(
         loop=loop,
         devices=configs,
         links=links,
@@ -137,12 +145,32 @@ def start_testbed(
         network_key=spec.network_key_bytes,
         network_key_sequence=spec.network_key_sequence,
     )
-    power: dict[str, PowerDriver] = {}
-    for name in spec.devices:
-        if name == coordinator.name:
-            continue
-        premises.emulate(name)
-        power[name] = EmulatedPower(premises, name)
+
+
+async def start_testbed(
+    spec: TestbedSpec, loop: asyncio.AbstractEventLoop, *, seed: int | None = None
+) -> StartedTestbed:
+    """Build the testbed's devices, open their control ports and the hub's radio; nothing is powered."""
+    coordinator = spec.device(spec.radio.plays)
+    premises = _build_premises(spec, loop, seed)
+    servers: list[ControlPortServer] = []
+    ports: dict[str, ControlPort] = {}
+    try:
+        for name in spec.devices:
+            if name == coordinator.name:
+                continue
+            server = ControlPortServer(premises.emulate(name))
+            servers.append(server)
+            port = ControlPort(name, await server.listen_tcp(), loop=loop)
+            await port.open()
+            ports[name] = port
+    except BaseException:
+        for port in ports.values():
+            port.close()
+        for server in servers:
+            server.close()
+        raise
+    power: dict[str, PowerDriver] = {name: ControlPortPower(port) for name, port in ports.items()}
 
     network = zigpy.state.NetworkInfo(
         extended_pan_id=t.ExtendedPanId(t.EUI64.convert(spec.extended_pan_id)),
@@ -166,4 +194,54 @@ def start_testbed(
     app = VirtualControllerApplication(
         VirtualControllerApplication.build_config(), attach=attach, network=network, node=node
     )
-    return StartedTestbed(spec=spec, app=app, power=power, premises=premises)
+    return StartedTestbed(
+        spec=spec, loop=loop, app=app, ports=ports, power=power, premises=premises, servers=servers
+    )
+
+
+@dataclass
+class ServedTestbed:
+    """An emulated testbed running for other tools: the URL of every device's control port."""
+
+    spec: TestbedSpec
+    premises: Premises
+    servers: dict[str, ControlPortServer]
+    urls: dict[str, list[str]]
+
+    def power_on_all(self) -> None:
+        """Switch every emulated device on, in the testbed file's order."""
+        for name in self.servers:
+            self.premises.power_on(name)
+
+    def close(self) -> None:
+        """Close every port and power everything off."""
+        for server in self.servers.values():
+            server.close()
+        self.premises.shutdown()
+
+
+async def serve_testbed(
+    spec: TestbedSpec,
+    loop: asyncio.AbstractEventLoop,
+    *,
+    host: str = "127.0.0.1",
+    pty: bool = False,
+    seed: int | None = None,
+) -> ServedTestbed:
+    """Build an emulated testbed and open each device's control port on TCP (and a pty if asked).
+
+    The device the hub would play (``radio.plays``) is not emulated: with no hub the others run
+    without a coordinator, as a premises whose CH is switched off.
+    """
+    premises = _build_premises(spec, loop, seed)
+    servers: dict[str, ControlPortServer] = {}
+    urls: dict[str, list[str]] = {}
+    for name in spec.devices:
+        if name == spec.radio.plays:
+            continue
+        server = ControlPortServer(premises.emulate(name))
+        servers[name] = server
+        urls[name] = [await server.listen_tcp(host)]
+        if pty:
+            urls[name].append(server.open_pty())
+    return ServedTestbed(spec=spec, premises=premises, servers=servers, urls=urls)

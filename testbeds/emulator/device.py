@@ -123,6 +123,9 @@ class EmulatedDevice:
         self._boot_timer: asyncio.TimerHandle | None = None
         self._reboot_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[object]] = set()
+        # Told True/False whenever power is applied or cut (the control port reports it).
+        self.power_listeners: list[Callable[[bool], None]] = []
+        self._resetting = False
 
     # ------------------------------------------------------------------------------ logging
     def log(self, text: str) -> None:
@@ -139,6 +142,9 @@ class EmulatedDevice:
             return
         self.powered = True
         self.boots += 1
+        if not self._resetting:
+            for listener in self.power_listeners:
+                listener(True)
         # The bootloader runs first: it finishes an install or a revert, then starts the primary image.
         self.flash.defects = self.config.defects
         result = boot(self.flash)
@@ -198,6 +204,9 @@ class EmulatedDevice:
         if not self.powered:
             return
         self.powered = False
+        if not self._resetting:
+            for listener in self.power_listeners:
+                listener(False)
         if self._boot_timer is not None:
             self._boot_timer.cancel()
         if self._reboot_timer is not None:
@@ -212,7 +221,7 @@ class EmulatedDevice:
         self._tasks.clear()
         self.node = None
         self.ota = None
-        self.log("power lost")
+        self.log("reset" if self._resetting else "power lost")
 
     def _security(self) -> NwkSecurity | None:
         key = self.config.network_key
@@ -255,8 +264,16 @@ class EmulatedDevice:
         self._reboot_timer = self.loop.call_later(REBOOT_DELAY_S, self._restart)
 
     def _restart(self) -> None:
-        self.power_off()
-        self.power_on()
+        self.reset()
+
+    def reset(self) -> None:
+        """Reset the device (a watchdog or software reset): RAM is lost, power stays on."""
+        self._resetting = True
+        try:
+            self.power_off()
+            self.power_on()
+        finally:
+            self._resetting = False
 
     def _poll_interval(self) -> float:
         if self.ota is not None and self.ota.busy:

@@ -224,6 +224,11 @@ class Node:
             self.medium.set_listening(self.me.name, False)
             self._schedule_poll(self.rng.uniform(0.0, 0.5))
 
+    @property
+    def running(self) -> bool:
+        """Whether the radio is on (started and not stopped)."""
+        return self._running
+
     def stop(self) -> None:
         """Switch the radio off (power cut): detach, cancel every timer, forget all RAM state."""
         self._running = False
