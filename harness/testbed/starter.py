@@ -236,10 +236,11 @@ async def serve_testbed(
     premises = _build_premises(spec, loop, seed)
     servers: dict[str, ControlPortServer] = {}
     urls: dict[str, list[str]] = {}
+    started = loop.time()
     for name in spec.devices:
         if name == spec.radio.plays:
             continue
-        server = ControlPortServer(premises.emulate(name))
+        server = ControlPortServer(premises.emulate(name), clock_origin=started)
         servers[name] = server
         urls[name] = [await server.listen_tcp(host)]
         if pty:

@@ -70,10 +70,13 @@ def version_text(version: int) -> str:
 class ControlPortServer:
     """The control port of one emulated device, served to any number of clients at once."""
 
-    def __init__(self, device: EmulatedDevice) -> None:
+    def __init__(self, device: EmulatedDevice, *, clock_origin: float = 0.0) -> None:
         self.device = device
+        # Event times are the loop's clock minus this: 0 when the testbed started.
+        self.clock_origin = clock_origin
         self.name = device.config.name
         self._clients: list[Callable[[bytes], None]] = []
+        self._sessions: list[_TcpSession] = []
         self._servers: list[asyncio.Server] = []
         self._ptys: list[int] = []
         self._pty_out: dict[int, bytearray] = {}
@@ -164,6 +167,10 @@ class ControlPortServer:
         for server in self._servers:
             server.close()
         self._servers.clear()
+        for session in list(self._sessions):
+            if session.transport is not None:
+                session.transport.close()
+        self._sessions.clear()
         for fd in self._ptys:
             with contextlib.suppress(Exception):
                 self.loop.remove_reader(fd)
@@ -219,11 +226,12 @@ class ControlPortServer:
 
     def _on_log(self, now: float, device: str, text: str) -> None:
         if device == self.name:
+            now -= self.clock_origin
             self._recent.append((now, text))
             self._broadcast({"event": "log", "t": round(now, 6), "text": text})
 
     def _on_power(self, on: bool) -> None:
-        self._broadcast({"event": "power", "t": round(self.loop.time(), 6), "on": on})
+        self._broadcast({"event": "power", "t": round(self.loop.time() - self.clock_origin, 6), "on": on})
 
     # ---------------------------------------------------------------------------- commands
     def _hello(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -308,6 +316,7 @@ class _TcpSession(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.server._clients.append(self._send)
+        self.server._sessions.append(self)
 
     def _send(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -319,6 +328,8 @@ class _TcpSession(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         with contextlib.suppress(ValueError):
             self.server._clients.remove(self._send)
+        with contextlib.suppress(ValueError):
+            self.server._sessions.remove(self)
         self.transport = None
 
 
