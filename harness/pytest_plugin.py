@@ -39,6 +39,8 @@ KEYWORDS = (
     "firmware_version_should_be",
     "read_firmware_version",
     "device_should_be_reachable",
+    "configure_reporting",
+    "device_should_keep_reporting",
     "cut_power",
     "restore_power",
     "power_cycle_device",

@@ -13,6 +13,9 @@ import zigpy.application
 import zigpy.device
 import zigpy.exceptions
 import zigpy.types as t
+import zigpy.zcl
+import zigpy.zdo.types as zdo_t
+from zigpy.zcl import foundation
 from zigpy.zcl.clusters.general import Basic, Ota
 
 from harness.errors import BenchError, DeviceFault
@@ -53,11 +56,110 @@ class _InitWatcher:
         """A device left; not used yet."""
 
 
-class Hub:
+class _ReportWatcher:
+    """zigpy cluster listener that wakes waiters when the cluster's Report Attributes arrive."""
+
+    def __init__(self) -> None:
+        self.waiters: list[asyncio.Future[dict[int, Any]]] = []
+        self.count = 0
+
+    def general_command(self, hdr: foundation.ZCLHeader, args: Any) -> None:
+        if hdr.command_id != foundation.GeneralCommand.Report_Attributes:
+            return
+        self.count += 1
+        values = {int(record.attrid): record.value.value for record in args.attribute_reports}
+        for future in self.waiters:
+            if not future.done():
+                future.set_result(values)
+        self.waiters.clear()
+
+
+class ReportingHub:
+    """Bindings and attribute reports between the hub and the devices (a mixin of :class:`Hub`)."""
+
+    _report_watchers: dict[tuple[t.EUI64, int], _ReportWatcher]
+
+    @staticmethod
+    def served_cluster(device: zigpy.device.Device, cluster: str | int) -> zigpy.zcl.Cluster:
+        """The device's server cluster by name (``metering``) or id; a device without it is a fault."""
+        endpoint = device.endpoints[1]
+        for candidate in endpoint.in_clusters.values():
+            names = (candidate.ep_attribute, candidate.name, candidate.cluster_id)
+            # zigpy names Smart Energy clusters 'smartenergy_metering'; people say 'metering'.
+            if cluster in names or f"_{cluster}" == str(candidate.ep_attribute)[-len(f"_{cluster}") :]:
+                return candidate
+        served = ", ".join(str(c.ep_attribute) for c in endpoint.in_clusters.values())
+        raise DeviceFault(f"{device.ieee} does not serve a {cluster!r} cluster (it serves: {served})")
+
+    async def bind_and_configure_reporting(
+        self,
+        device: zigpy.device.Device,
+        cluster: zigpy.zcl.Cluster,
+        attribute: str,
+        min_interval: int,
+        max_interval: int,
+    ) -> None:
+        """Bind the device's cluster to the hub and ask for reports of ``attribute`` every interval."""
+        try:
+            bound = await cluster.bind()
+            status = bound[0] if isinstance(bound, list | tuple) and bound else bound
+            if status != zdo_t.Status.SUCCESS:
+                raise DeviceFault(f"{device.ieee} refused to bind {cluster.name}: {status!r}")
+            responses = await cluster.configure_reporting(
+                attribute, min_interval, max_interval, reportable_change=1
+            )
+        except (TimeoutError, zigpy.exceptions.ZigbeeException) as exc:
+            raise DeviceFault(
+                f"{device.ieee} did not answer the reporting set-up of {cluster.name}: {exc!r}"
+            ) from exc
+        for response in responses if isinstance(responses, list) else [responses]:
+            for record in getattr(response, "status_records", []) or []:
+                if record.status != foundation.Status.SUCCESS:
+                    raise DeviceFault(
+                        f"{device.ieee} refused to report {cluster.name}.{attribute}: {record.status!r}"
+                    )
+        self._watch_reports(device, cluster)
+
+    def _watch_reports(self, device: zigpy.device.Device, cluster: zigpy.zcl.Cluster) -> _ReportWatcher:
+        key = (device.ieee, cluster.cluster_id)
+        watcher = self._report_watchers.get(key)
+        if watcher is None:
+            watcher = self._report_watchers[key] = _ReportWatcher()
+            cluster.add_listener(watcher)
+        return watcher
+
+    def report_waiter(
+        self, device: zigpy.device.Device, cluster: zigpy.zcl.Cluster
+    ) -> asyncio.Future[dict[int, Any]]:
+        """A future that completes with the values of the next Report Attributes of this cluster."""
+        future: asyncio.Future[dict[int, Any]] = asyncio.get_running_loop().create_future()
+        self._watch_reports(device, cluster).waiters.append(future)
+        return future
+
+    async def binding_table(self, device: zigpy.device.Device) -> list[tuple[int, str]]:
+        """The device's binding table over ZDO Mgmt_Bind_req: (cluster id, destination) per entry."""
+        entries: list[tuple[int, str]] = []
+        start = 0
+        while True:
+            try:
+                status, total, _start, records = await device.zdo.Mgmt_Bind_req(start)
+            except (TimeoutError, zigpy.exceptions.ZigbeeException) as exc:
+                raise DeviceFault(f"{device.ieee} did not answer Mgmt_Bind_req: {exc!r}") from exc
+            if status != zdo_t.Status.SUCCESS:
+                raise DeviceFault(f"{device.ieee} answered Mgmt_Bind_req with {status!r}")
+            for record in records:
+                entries.append((int(record.ClusterId), str(record.DstAddress.ieee)))
+            start += len(records)
+            if not records or start >= total:
+                return entries
+
+
+class Hub(ReportingHub):
     """The harness's CH: one zigpy ControllerApplication and what the scenarios ask of it."""
 
     def __init__(self, app: zigpy.application.ControllerApplication) -> None:
         self.app = app
+        self._report_watchers: dict[tuple[t.EUI64, int], _ReportWatcher] = {}
         self._watcher = _InitWatcher()
         self._rejoins: dict[t.EUI64, int] = {}
         self._announce_listeners: set[t.EUI64] = set()

@@ -377,6 +377,40 @@ class OtaLibrary:
         """
         self._session().device_should_be_reachable(device)
 
+    @keyword
+    @_classified
+    def configure_reporting(
+        self, device: str, cluster: str | None = None, attribute: str | None = None, interval: str = "60s"
+    ) -> None:
+        """Binds ``device``'s ``cluster`` to the hub and asks it to report ``attribute`` every ``interval``.
+
+        Defaults: on a meter, the Metering cluster's ``current_summ_delivered``; on other devices
+        the Basic cluster's ``sw_build_id``. ``cluster`` is a zigpy cluster name (``metering``,
+        ``basic``) or id; ``attribute`` a zigpy attribute name. ``interval`` is the maximum
+        reporting interval, 1s to 18h12m. Fails if the device refuses the binding or the
+        configuration. A healthy device keeps both in flash, through power cuts and upgrades.
+
+        | `Configure Reporting` | ESME | interval=2min |
+        | `Configure Reporting` | B1 | basic | sw_build_id | 10min |
+        """
+        self._session().configure_reporting(device, cluster, attribute, interval)
+
+    @keyword
+    @_classified
+    def device_should_keep_reporting(self, device: str, budget: str | None = None) -> None:
+        """Fails unless ``device`` sends the report set up by `Configure Reporting` within ``budget``.
+
+        The budget is testbed time and defaults to two reporting intervals plus 30 s. Use it after
+        an upgrade or a power cut: a device that lost its bindings or reporting configuration falls
+        silent, and the failure says what its binding table (read with ZDO Mgmt_Bind_req) now holds.
+
+        | `Configure Reporting` | ESME |
+        | `Offer Firmware Image` | ESME | ${image} |
+        | `Wait Until Upgrade Completes` | ESME |
+        | `Device Should Keep Reporting` | ESME |
+        """
+        self._session().device_should_keep_reporting(device, budget)
+
     # ------------------------------------------------------------------------------ power
     @keyword
     @_classified

@@ -118,6 +118,7 @@ class OtaSession:
         self.images: dict[str, OtaImage] = {}
         self.running: dict[str, _Running] = {}
         self.power_cuts: dict[str, list[float]] = {}
+        self.reporting: dict[str, _ReportingSetUp] = {}
         self._test: _TestState | None = None
         self._closed = False
         self._save_record()
@@ -789,6 +790,95 @@ class OtaSession:
             route=" -> ".join(spec.route(spec.radio.plays, device)),
         )
 
+    # -------------------------------------------------------------------------- reporting
+    def configure_reporting(
+        self,
+        device: str,
+        cluster: str | None = None,
+        attribute: str | None = None,
+        interval: str | float = "60s",
+    ) -> None:
+        """Bind the device's cluster to the hub and ask it to report ``attribute`` every ``interval``.
+
+        Defaults: the Metering cluster's CurrentSummationDelivered on a meter, else the Basic
+        cluster's SW build id. The device keeps bindings and reporting in flash, so a healthy
+        device still reports after a power cut or an upgrade (see Device Should Keep Reporting).
+        """
+        seconds = parse_budget(interval, field="interval")
+        if not 1 <= seconds <= 65534:
+            raise BadInputError("must be between 1s and 65534s (18h12m)", field="interval", value=interval)
+        self.run(self._configure_reporting(device, cluster, attribute, int(seconds)))
+
+    async def _configure_reporting(
+        self, device: str, cluster: str | None, attribute: str | None, interval: int
+    ) -> None:
+        zdev, hub = self._zigpy_device(device)
+        served = {c.cluster_id for c in zdev.endpoints[1].in_clusters.values()}
+        zcluster = hub.served_cluster(zdev, cluster or ("metering" if 0x0702 in served else "basic"))
+        if attribute is None:
+            attribute = "current_summ_delivered" if zcluster.cluster_id == 0x0702 else "sw_build_id"
+        if attribute not in zcluster.attributes_by_name:
+            known = ", ".join(sorted(zcluster.attributes_by_name))
+            raise BadInputError(
+                f"is not an attribute of {zcluster.ep_attribute} (it has: {known})",
+                field="attribute",
+                value=attribute,
+            )
+        await hub.bind_and_configure_reporting(zdev, zcluster, attribute, 1, interval)
+        self.reporting[device] = _ReportingSetUp(
+            zcluster.cluster_id, str(zcluster.ep_attribute), attribute, interval
+        )
+        self._event(
+            "reporting-configured",
+            device=device,
+            cluster=zcluster.ep_attribute,
+            attribute=attribute,
+            interval_s=interval,
+        )
+
+    def device_should_keep_reporting(self, device: str, budget: str | float | None = None) -> None:
+        """Fail unless ``device`` sends its configured report within ``budget`` (default: two intervals).
+
+        Use after an upgrade or a power cut: a device that lost its bindings or reporting
+        configuration falls silent, and the failure says what its binding table now holds.
+        """
+        set_up = self.reporting.get(device)
+        if set_up is None:
+            raise BadInputError(
+                "has no reporting configured: call Configure Reporting first", field="device", value=device
+            )
+        seconds = parse_budget(budget) if budget is not None else 2.0 * set_up.interval + 30.0
+        self.run(self._keep_reporting(device, set_up, seconds))
+
+    async def _keep_reporting(self, device: str, set_up: _ReportingSetUp, budget: float) -> None:
+        zdev, hub = self._zigpy_device(device)
+        zcluster = hub.served_cluster(zdev, set_up.cluster_id)
+        waiter = hub.report_waiter(zdev, zcluster)
+        try:
+            values = await asyncio.wait_for(waiter, budget)
+        except TimeoutError:
+            table = await hub.binding_table(zdev)
+            mine = [dst for cluster, dst in table if cluster == set_up.cluster_id]
+            raise DeviceFault(
+                f"{device} sent no report of {set_up.cluster}.{set_up.attribute} within "
+                f"{budget:g}s (configured every {set_up.interval}s); its binding table has "
+                f"{len(table)} entries, {len(mine)} for {set_up.cluster}"
+                + ("" if mine else ": the binding to the hub is gone")
+            ) from None
+        self._event(
+            "report-received",
+            device=device,
+            cluster=set_up.cluster,
+            values={str(k): str(v) for k, v in values.items()},
+        )
+
+    def _zigpy_device(self, device: str) -> tuple[Any, Hub]:
+        _, spec, hub = self._require()
+        zdev = hub.device(self._ieee(spec.device(device).ieee_bytes))
+        if zdev is None:
+            raise DeviceFault(f"{device} is not on the network")
+        return zdev, hub
+
     # ------------------------------------------------------------------------------ power
     def cut_power(self, device: str) -> None:
         """Cut the device's power (its flash keeps what was written)."""
@@ -841,6 +931,14 @@ class OtaSession:
     def testbed_time(self) -> float:
         """Seconds of testbed time since the session began."""
         return self.loop.time()
+
+
+@dataclass(frozen=True)
+class _ReportingSetUp:
+    cluster_id: int
+    cluster: str
+    attribute: str
+    interval: int
 
 
 def _sha256(data: bytes) -> str:

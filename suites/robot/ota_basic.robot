@@ -5,7 +5,8 @@ Documentation     Update the firmware of a P2P Alt HAN bridge pair and of the ga
 ...               Hub: the near-end bridge B1 by the CH and the far-end bridge B2 by the GSME carry
 ...               its traffic over their point-to-point link. The far-end bridge is updated first
 ...               (through B1), then the near-end bridge, then the sleepy GSME through both. Each
-...               update is checked by reading the running version back over ZigBee.
+...               update is checked by reading the running version back over ZigBee, and the gas
+...               meter must keep reporting its readings after its upgrade.
 Library           harness.robot.OtaLibrary
 Suite Setup       Start Testbed
 Suite Teardown    Stop Testbed
@@ -38,8 +39,12 @@ Near-end bridge B1 upgrades
 
 Gas meter upgrades through both bridges
     [Documentation]    The sleepy GSME polls B2 for each block; the image crosses CH, B1, the P2P link and B2.
-    [Tags]    gsme    sleepy
+    ...                Its meter readings must keep coming after the upgrade: bindings and reporting
+    ...                configuration live in flash and survive it.
+    [Tags]    gsme    sleepy    reporting
+    Configure Reporting    GSME    interval=5min
     ${image}=    Build Firmware Image    GSME    ${NEW_VERSION}    size=${IMAGE_SIZE}    form=gbcs
     Offer Firmware Image    GSME    ${image}
     Wait Until Upgrade Completes    GSME    budget=6h
     Firmware Version Should Be    GSME    ${NEW_VERSION}
+    Device Should Keep Reporting    GSME

@@ -239,7 +239,7 @@ class ControlPortServer:
         return {
             "device": config.name,
             "type": config.type,
-            "ieee": config.ieee.hex(":"),
+            "ieee": config.ieee[::-1].hex(":"),  # shown as written: most significant byte first
             "protocol": PROTOCOL_VERSION,
             "commands": sorted(self._commands),
         }

@@ -44,6 +44,11 @@ DEFECTS: dict[str, str] = {
         "activates at once although told to wait for a command (upgrade time 0xFFFFFFFF), "
         "breaking GBCS's separate Activate Firmware step"
     ),
+    "loses-bindings-on-upgrade": (
+        "erases its binding table and reporting configuration when a new image starts, so the meter "
+        "stops sending readings to the CH after the upgrade (bindings lost after OTA: z2m #12937, "
+        "ZHA re-binds after firmware updates for this reason; SmartThings 'reconfigure after OTA')"
+    ),
     "stalls-at-half": (
         "stops asking for blocks half way through the download (transfers stuck at X%: z2m #8858, #17705)"
     ),

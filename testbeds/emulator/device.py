@@ -15,8 +15,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from testbeds.emulator import reporting, zdo
 from testbeds.emulator import zcl_types as zcl
-from testbeds.emulator import zdo
 from testbeds.emulator.bootloader import boot, firmware_self_test, firmware_started
 from testbeds.emulator.flash import Flash
 from testbeds.emulator.frames import NWK_BROADCAST_RX_ON, FrameError, ZclFrame
@@ -31,6 +31,7 @@ from testbeds.emulator.node import (
     NodeIdentity,
 )
 from testbeds.emulator.ota_client import OtaClient, OtaClientConfig
+from testbeds.emulator.reporting import BIND_REQ, MGMT_BIND_REQ, UNBIND_REQ, Binding, Reporter
 from testbeds.emulator.security import NwkSecurity
 
 HA_PROFILE = 0x0104
@@ -38,6 +39,7 @@ APP_ENDPOINT = 1
 BASIC_CLUSTER = 0x0000
 IDENTIFY_CLUSTER = 0x0003
 OTA_CLUSTER = 0x0019
+METERING_CLUSTER = 0x0702
 # ZCL 2.5.12: an unsupported cluster is answered with this status in a Default Response.
 UNSUPPORTED_CLUSTER = 0xC3
 # Seconds from power-up to the Device_annce (stack start and NWK rejoin on a real device).
@@ -104,8 +106,11 @@ class EmulatedDevice:
         routes: dict[int, str],
         rng: random.Random,
         log: DeviceLog | None = None,
+        ieee_map: dict[bytes, int] | None = None,
     ) -> None:
         self.config = config
+        # IEEE -> NWK of the premises' devices: the address map a stack keeps, used to send to bindings.
+        self.ieee_map = ieee_map or {}
         self.loop = loop
         self.medium = medium
         self.addresses = addresses
@@ -119,6 +124,7 @@ class EmulatedDevice:
         self.boots = 0
         self.node: Node | None = None
         self.ota: OtaClient | None = None
+        self.reporter: Reporter | None = None
         self._zcl_tsn = rng.randrange(256)
         self._boot_timer: asyncio.TimerHandle | None = None
         self._reboot_timer: asyncio.TimerHandle | None = None
@@ -196,6 +202,15 @@ class EmulatedDevice:
             log=self.log,
             rng=self.rng,
         )
+        self.reporter = Reporter(
+            loop=self.loop,
+            tables=self.flash.application,
+            ieee=self.config.ieee,
+            endpoint=APP_ENDPOINT,
+            read=self.server_attribute,
+            send=self._send_report,
+            log=self.log,
+        )
         self.node.start()
         self._boot_timer = self.loop.call_later(BOOT_TIME_S, self._booted)
 
@@ -214,6 +229,8 @@ class EmulatedDevice:
             self._reboot_timer = None
         if self.ota is not None:
             self.ota.stop()
+        if self.reporter is not None:
+            self.reporter.stop()
         if self.node is not None:
             self.node.stop()
         for task in self._tasks:
@@ -221,6 +238,7 @@ class EmulatedDevice:
         self._tasks.clear()
         self.node = None
         self.ota = None
+        self.reporter = None
         self.log("reset" if self._resetting else "power lost")
 
     def _security(self) -> NwkSecurity | None:
@@ -252,8 +270,13 @@ class EmulatedDevice:
             return
         if not was_confirmed:
             self.log("self-test passed: image confirmed")
+            if "loses-bindings-on-upgrade" in self.config.defects:
+                self.log("defect loses-bindings-on-upgrade: binding table and reporting configuration erased")
+                self.flash.application.clear()
         if self.ota is not None:
             self.ota.start()
+        if self.reporter is not None:
+            self.reporter.start()
 
     def _reboot(self) -> None:
         # The OTA client activated a new image: restart into it, as a real device resets.
@@ -375,6 +398,8 @@ class EmulatedDevice:
             self._on_basic(ind, frame)
         elif ind.cluster == OTA_CLUSTER:
             self._on_ota(ind, frame)
+        elif ind.cluster == METERING_CLUSTER and self._is_meter and not frame.cluster_specific:
+            self._answer_global(ind, frame, self.metering_attribute)
         elif ind.cluster == IDENTIFY_CLUSTER and not frame.cluster_specific:
             self._answer_global(ind, frame, lambda attr: (zcl.UINT16, 0) if attr == 0 else None)
         elif not ind.broadcast:
@@ -432,6 +457,21 @@ class EmulatedDevice:
             self._reply(
                 ind, frame, zcl.READ_ATTRIBUTES_RESPONSE, zcl.encode_read_attributes_response(records)
             )
+        elif frame.command_id == zcl.CONFIGURE_REPORTING and self.reporter is not None:
+            try:
+                configs = zcl.decode_configure_reporting(frame.payload)
+            except FrameError:
+                self._default_response(ind, frame, zcl.MALFORMED_COMMAND)
+                return
+            answer = self.reporter.configure(ind.cluster, configs)
+            self._reply(ind, frame, zcl.CONFIGURE_REPORTING_RESPONSE, answer)
+        elif frame.command_id == zcl.READ_REPORTING_CONFIGURATION and self.reporter is not None:
+            try:
+                answer = self.reporter.read_configuration(ind.cluster, frame.payload)
+            except FrameError:
+                self._default_response(ind, frame, zcl.MALFORMED_COMMAND)
+                return
+            self._reply(ind, frame, zcl.READ_REPORTING_CONFIGURATION_RESPONSE, answer)
         elif frame.command_id == zcl.DEFAULT_RESPONSE:
             return
         elif not ind.broadcast:
@@ -461,6 +501,48 @@ class EmulatedDevice:
             0x4000: (zcl.CHAR_STRING, f"0x{version:08X}"),  # SWBuildID
         }
         return values.get(attr_id)
+
+    @property
+    def _is_meter(self) -> bool:
+        return self.config.type in ("ESME", "GSME")
+
+    def metering_attribute(self, attr_id: int) -> tuple[int, object] | None:
+        """Value of a Metering cluster attribute (meters only): the register advances with time."""
+        if attr_id == 0x0000:  # CurrentSummationDelivered, in Wh: about 0.3 kW of steady load
+            return zcl.UINT48, int(self.loop.time() * 0.3 / 3.6 * 1000) // 1000 + 1_000_000
+        if attr_id == 0x0300:  # UnitOfMeasure: kWh (gas meters report m3 on a real GSME)
+            return zcl.ENUM8, 0x00 if self.config.type == "ESME" else 0x01
+        return None
+
+    def server_attribute(self, cluster: int, attr_id: int) -> tuple[int, object] | None:
+        """Value of an attribute of a cluster this device serves, or None (what reporting reads)."""
+        if cluster == BASIC_CLUSTER:
+            return self.basic_attribute(attr_id)
+        if cluster == METERING_CLUSTER and self._is_meter:
+            return self.metering_attribute(attr_id)
+        return None
+
+    def _send_report(self, binding: Binding, payload: bytes) -> None:
+        dst = self.ieee_map.get(binding.dst_ieee)
+        if dst is None:
+            self.log(f"report for {binding.dst_ieee[::-1].hex(':')} not sent: address unknown")
+            return
+        frame = ZclFrame(
+            cluster_specific=False,
+            command_id=zcl.REPORT_ATTRIBUTES,
+            tsn=self._next_tsn(),
+            to_client=True,
+            disable_default_response=True,
+            manufacturer_code=None,
+            payload=payload,
+        )
+        self._send(
+            dst=dst,
+            dst_endpoint=binding.dst_endpoint,
+            profile=HA_PROFILE,
+            cluster=binding.cluster,
+            payload=frame.encode(),
+        )
 
     def _on_ota(self, ind: ApsIndication, frame: ZclFrame) -> None:
         ota = self.ota
@@ -512,6 +594,11 @@ class EmulatedDevice:
                     )
                 else:
                     body = zdo.encode_simple_desc_rsp(tsn, zdo.NOT_ACTIVE, self.config.nwk, None)
+            elif cluster in (BIND_REQ, UNBIND_REQ, MGMT_BIND_REQ) and not ind.broadcast:
+                answer = self._on_binding_request(cluster, payload)
+                if answer is None:
+                    return
+                body = answer
             elif cluster == zdo.IEEE_ADDR_REQ:
                 tsn = payload[0]
                 body = zdo.encode_ieee_addr_rsp(tsn, zdo.SUCCESS, self.config.ieee, self.config.nwk)
@@ -539,6 +626,20 @@ class EmulatedDevice:
             ack=False,
         )
 
+    def _on_binding_request(self, cluster: int, payload: bytes) -> bytes | None:
+        reporter = self.reporter
+        if reporter is None:
+            return None
+        if cluster == MGMT_BIND_REQ:
+            if len(payload) != 2:
+                raise FrameError("Mgmt_Bind_req is a TSN and a start index", "ZDO", "length")
+            return reporting.encode_mgmt_bind_rsp(
+                payload[0], reporting.SUCCESS, list(self.flash.application.bindings), payload[1]
+            )
+        tsn, binding = reporting.decode_bind_req(payload)
+        status = reporter.bind(binding) if cluster == BIND_REQ else reporter.unbind(binding)
+        return bytes([tsn, status])
+
     def node_descriptor(self) -> zdo.NodeDescriptor:
         """The ZDO node descriptor this device reports."""
         logical = {COORDINATOR: 0, ROUTER: 1}.get(self.config.role, 2)
@@ -554,13 +655,14 @@ class EmulatedDevice:
         )
 
     def simple_descriptor(self) -> zdo.SimpleDescriptor:
-        """The application endpoint: Basic and Identify served, OTA Upgrade as a client."""
+        """The application endpoint: Basic, Identify (and Metering on meters) served, OTA as a client."""
         device_id = _DEVICE_IDS.get(self.config.type, 0x0008)  # 0x0008: range extender (bridges)
+        served = [BASIC_CLUSTER, IDENTIFY_CLUSTER] + ([METERING_CLUSTER] if self._is_meter else [])
         return zdo.SimpleDescriptor(
             endpoint=APP_ENDPOINT,
             profile=HA_PROFILE,
             device_type=device_id,
             device_version=1,
-            input_clusters=[BASIC_CLUSTER, IDENTIFY_CLUSTER],
+            input_clusters=served,
             output_clusters=[OTA_CLUSTER],
         )

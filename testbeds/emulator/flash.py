@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .ota_file import OTA_HEADER_MIN_LENGTH, OtaFileError, parse_header
+from .reporting import ApplicationTables
 
 __all__ = [
     "DEFAULT_BOOT_TRIES",
@@ -238,6 +239,9 @@ class Flash:
         # Outgoing NWK frame counter: kept in non-volatile memory so it never goes backwards across
         # a reboot or an upgrade (neighbours drop frames whose counter is not newer than the last).
         self.nwk_frame_counter = 0
+        # The application's binding table and reporting configuration (non-volatile, as on a real
+        # device: a reboot or a healthy upgrade keeps them).
+        self.application = ApplicationTables()
 
     def next_nwk_frame_counter(self) -> int:
         """The counter for the next secured frame this device sends (persisted before use)."""

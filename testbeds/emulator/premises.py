@@ -152,6 +152,7 @@ class Premises:
             routes=self._routes_for(config),
             rng=random.Random(f"{self.seed}/{name}"),
             log=self.log,
+            ieee_map={c.ieee: c.nwk for c in self.configs.values()},
         )
         self.devices[name] = device
         return device

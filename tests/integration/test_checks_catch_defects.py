@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.errors import BadInputError
+from harness.errors import BadInputError, DeviceFault
 from harness.scenarios.session import OtaSession
 from harness.scenarios.verdicts import Verdict
 
@@ -259,3 +259,23 @@ def test_two_stage_update_waits_for_activate_firmware(
     assert "activated 1.1.0.0" in session.activate_firmware("B2").reason
     session.firmware_version_should_be("B2", "1.1.0.0")
     session.device_should_be_reachable("GSME")
+
+
+@pytest.mark.parametrize("defect", [None, "loses-bindings-on-upgrade"])
+def test_device_should_keep_reporting_catches_lost_bindings(
+    session: OtaSession, tmp_path: Path, defect: str | None
+) -> None:
+    session.start_testbed(_testbed_with(tmp_path, "ESME", [defect] if defect else []))
+    session.configure_reporting("ESME", interval="60s")
+    session.device_should_keep_reporting("ESME")  # reports before the upgrade, whatever the firmware
+    # A power cut is not an upgrade: the tables are in flash, so both firmwares keep reporting.
+    session.power_cycle_device("ESME")
+    session.device_should_keep_reporting("ESME")
+    image = session.build_firmware_image("ESME", "1.1.0.0", size=IMAGE_SIZE)
+    session.offer_firmware_image("ESME", image)
+    assert session.wait_until_upgrade_completes("ESME", "2h").verdict is Verdict.PASS
+    if defect is None:
+        session.device_should_keep_reporting("ESME")
+    else:
+        with pytest.raises(DeviceFault, match=r"binding table has 0 entries.*binding to the hub is gone"):
+            session.device_should_keep_reporting("ESME")
