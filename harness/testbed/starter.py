@@ -58,6 +58,20 @@ def device_config(spec: DeviceSpec, testbed: TestbedSpec) -> DeviceConfig:
     )
 
 
+def check_behaviours(names: list[str]) -> None:
+    """Refuse behaviour names the emulator does not know (for a firmware image's manifest).
+
+    Raises `BadInputError` naming the field ``behaviours`` and the first unknown name.
+    """
+    unknown = unknown_defects(names)
+    if unknown:
+        raise BadInputError(
+            f"unknown behaviour {unknown[0]!r}; the emulator knows: {', '.join(sorted(DEFECTS))}",
+            field="behaviours",
+            value=unknown[0],
+        )
+
+
 class EmulatedPower(PowerDriver):
     """Power switches of emulated devices (the same interface a USB relay driver implements)."""
 
