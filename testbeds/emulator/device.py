@@ -231,6 +231,7 @@ class EmulatedDevice:
             unknown = sorted(manifest.behaviours - DEFECTS.keys())
             if unknown:
                 self.log(f"firmware manifest: unknown behaviours ignored: {', '.join(unknown)}")
+                manifest = dataclasses.replace(manifest, behaviours=manifest.behaviours - set(unknown))
             if not manifest.digest_ok:
                 self.log("firmware manifest: the running image does not match its own digest")
             self.flash.running = dataclasses.replace(running, stack_version=manifest.stack_version)

@@ -260,8 +260,9 @@ def test_healthy_image_switches_a_defect_off(loop: asyncio.AbstractEventLoop) ->
     b1 = premises.devices["B1"]
     b1.power_on()
     loop.run_until_complete(asyncio.sleep(5.0))
-    _reboot_into(loop, b1, ota_file(manifest_payload()))
+    _reboot_into(loop, b1, ota_file(manifest_payload(behaviours=("grows-wings",))))
     assert b1.config.defects == frozenset()
+    assert any("unknown behaviours ignored: grows-wings" in text for _, text in b1.log_book.lines)
 
 
 def test_vendor_image_runs_with_factory_behaviours(loop: asyncio.AbstractEventLoop) -> None:
