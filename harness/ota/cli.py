@@ -26,12 +26,14 @@ from harness.errors import BadInputError
 from harness.ota import mutate as mutations
 from harness.ota.image import (
     FORMS,
+    OtaImage,
     ParsedImage,
     build_image,
     build_image_of_total_size,
     make_payload,
     parse_image,
 )
+from harness.ota.manifest import make_manifest
 
 EXIT_MISMATCH = 1
 EXIT_BAD_INPUT = 3
@@ -213,8 +215,40 @@ def build(
         ),
     ] = None,
     stack_version: Annotated[
-        str, typer.Option("--stack-version", metavar="INT", help="ZigBee stack version field.")
+        str,
+        typer.Option(
+            "--stack-version",
+            metavar="INT",
+            help="ZigBee stack version: the header field, and the firmware manifest's stack_version.",
+        ),
     ] = "2",
+    p2p_protocol: Annotated[
+        str | None,
+        typer.Option(
+            "--p2p-protocol",
+            metavar="INT",
+            help="Firmware manifest: P2P link protocol version (1-255) of a bridge's firmware.",
+            show_default=False,
+        ),
+    ] = None,
+    behaviour: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--behaviour",
+            metavar="NAME",
+            help="Firmware manifest: an emulated behaviour (defect name, see docs/testbed.md) the "
+            "firmware has; repeatable. None: healthy firmware.",
+            show_default=False,
+        ),
+    ] = None,
+    no_manifest: Annotated[
+        bool,
+        typer.Option(
+            "--no-manifest",
+            help="Write no firmware manifest (docs/firmware-manifest.md) before the generated payload. "
+            "A --payload FILE never gets one.",
+        ),
+    ] = False,
     header_string: Annotated[
         str, typer.Option("--header-string", metavar="TEXT", help="Header string, up to 32 bytes of UTF-8.")
     ] = "",
@@ -288,6 +322,26 @@ def build(
         seed_value = parse_int(seed, "--seed", _UINT32)
         if len(header_string.encode("utf-8", "surrogateescape")) > 32:
             raise OptionValueError("--header-string", header_string, "is longer than 32 bytes in UTF-8")
+        manifest_options = [("--p2p-protocol", p2p_protocol)] if p2p_protocol is not None else []
+        manifest_options += [("--behaviour", name) for name in behaviour or []]
+        if manifest_options and (no_manifest or payload is not None):
+            option, value = manifest_options[0]
+            clash = "--no-manifest" if no_manifest else "--payload (its bytes are used as they are)"
+            raise OptionValueError(option, value, f"sets the firmware manifest, which {clash} leaves out")
+        if not no_manifest and payload is None:
+            protocol = _parse_optional_int(p2p_protocol, "--p2p-protocol", _UINT8)
+            if protocol == 0:
+                raise OptionValueError("--p2p-protocol", p2p_protocol or "", "must be from 1 to 255")
+            try:
+                fields["manifest"] = make_manifest(
+                    firmware_version=fields["file_version"],
+                    stack_version=fields["stack_version"],
+                    p2p_protocol=protocol,
+                    behaviours=list(behaviour or []),
+                )
+            except BadInputError as exc:
+                bad = exc.value if isinstance(exc.value, str) else ", ".join(behaviour or [])
+                raise OptionValueError("--behaviour", bad, exc.reason) from None
         if size is not None:
             total = parse_int(size, "--size", _UINT32)
             try:
@@ -305,7 +359,16 @@ def build(
             image = build_image(payload=body, **fields)
         data = image.serialize()
         write_atomically(output, data)
-    _report_written(output, data, f"{image.form} form")
+    _report_written(output, data, f"{image.form} form{_manifest_note(image)}")
+
+
+def _manifest_note(image: OtaImage) -> str:
+    manifest = image.manifest.manifest
+    if manifest is None:
+        return ""
+    behaviours = ", ".join(manifest.behaviours) or "none"
+    protocol = "" if manifest.p2p_protocol is None else f", p2p protocol {manifest.p2p_protocol}"
+    return f", firmware manifest: stack {manifest.stack_version}{protocol}, behaviours {behaviours}"
 
 
 def _load(file: Path, form: str | None) -> tuple[ParsedImage, bytes]:
@@ -341,6 +404,17 @@ def _print_summary(description: dict[str, Any]) -> None:
         ("payload size", f"{description['payload_size']} bytes"),
         ("payload sha256", description["payload_sha256"]),
     ]
+    manifest = description.get("manifest")
+    if manifest is not None:
+        rows.append(("manifest", "valid" if manifest["valid"] else f"INVALID: {manifest['problem']}"))
+        for key in ("firmware_version", "stack_version", "p2p_protocol", "behaviours"):
+            if key in manifest:
+                value = manifest[key]
+                if key == "firmware_version":
+                    value = f"0x{value:08X}"
+                elif key == "behaviours":
+                    value = ", ".join(value) or "none (healthy)"
+                rows.append((f"manifest {key}", value))
     for name, value in rows:
         table.add_row(Text(name), Text(str(value)))
     console.print(table)
@@ -431,7 +505,11 @@ def verify(
         ),
     ] = None,
 ) -> None:
-    """Check that an OTA file parses and matches the expected values; exit 1 on any mismatch."""
+    """Check that an OTA file parses and matches the expected values; exit 1 on any mismatch.
+
+    A firmware manifest (docs/firmware-manifest.md) that is unreadable, names another version or
+    fails its digest is a mismatch too.
+    """
     with _bad_input():
         expected: list[tuple[str, str]] = []
         for name, text, maximum, width in (
@@ -456,11 +534,15 @@ def verify(
     ]
     if form is not None and description["form"] != form:
         mismatches.append(f"{file}: form is {description['form']}, expected {form}")
+    manifest = description["manifest"]
+    if manifest is not None and not manifest["valid"]:
+        mismatches.append(f"{file}: firmware manifest: {manifest['problem']}")
     actual_sha256 = description["file"]["sha256"]
     if sha256 is not None and actual_sha256 != sha256.lower():
         mismatches.append(f"{file}: sha256 is {actual_sha256}, expected {sha256.lower()}")
     for warning in parsed.warnings:
-        typer.echo(f"warning: {warning}")
+        if not warning.startswith("firmware manifest: "):  # reported as a mismatch below
+            typer.echo(f"warning: {warning}")
     for line in mismatches:
         typer.echo(f"mismatch: {line}")
     if mismatches:

@@ -30,6 +30,13 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from harness.errors import BadInputError
+from harness.ota.manifest import (
+    FirmwareManifest,
+    ManifestReading,
+    encode_payload,
+    manifest_length,
+    read_manifest,
+)
 
 ImageForm = Literal["zigbee", "gbcs"]
 FORMS: tuple[ImageForm, ...] = ("zigbee", "gbcs")
@@ -344,6 +351,27 @@ class OtaImage:
                 return element.data
         return b""
 
+    @property
+    def manifest(self) -> ManifestReading:
+        """The firmware manifest at the start of the payload (docs/firmware-manifest.md), if any.
+
+        Besides what `read_manifest` checks, a manifest whose firmware version is not the header's
+        file version is reported as a problem.
+        """
+        reading = read_manifest(self.payload)
+        manifest = reading.manifest
+        if (
+            reading.problem is None
+            and manifest is not None
+            and manifest.firmware_version != self.header.file_version
+        ):
+            return dataclasses.replace(
+                reading,
+                problem=f"manifest firmware_version 0x{manifest.firmware_version:08X} is not the"
+                f" header's file version 0x{self.header.file_version:08X}",
+            )
+        return reading
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready description: header fields, sizes, SHA-256 of the file, payload and each part."""
         data = self.serialize()
@@ -354,6 +382,7 @@ class OtaImage:
             "header": self.header.to_json() | {"total_image_size": len(data)},
             "payload_size": len(self.payload),
             "payload_sha256": hashlib.sha256(self.payload).hexdigest(),
+            "manifest": self.manifest.to_json(),
         }
         if self.form == "gbcs":
             result["body"] = {
@@ -414,15 +443,25 @@ def build_image(
     maximum_hardware_version: int | None = None,
     security_credential_version: int | None = None,
     upgrade_file_destination: bytes | None = None,
+    manifest: FirmwareManifest | None = None,
 ) -> OtaImage:
     """Build an OTA image carrying ``payload``.
 
     In ``zigbee`` form the payload is one upgrade-image (0x0000) sub-element; in ``gbcs`` form it
-    is the opaque body.
+    is the opaque body. With a ``manifest`` the payload becomes the manifest followed by
+    ``payload`` (docs/firmware-manifest.md); its firmware version must be ``file_version``.
 
     Bad values raise `BadInputError` naming the field.
     """
     checked_form = _check_form(form)
+    if manifest is not None:
+        if manifest.firmware_version != file_version:
+            raise BadInputError(
+                f"must be the image's file version 0x{file_version:08X}",
+                field="manifest.firmware_version",
+                value=f"0x{manifest.firmware_version:08X}",
+            )
+        payload = encode_payload(manifest, payload)
     header = OtaHeader(
         manufacturer_code=manufacturer_code,
         image_type=image_type,
@@ -453,11 +492,13 @@ def build_image_of_total_size(
     maximum_hardware_version: int | None = None,
     security_credential_version: int | None = None,
     upgrade_file_destination: bytes | None = None,
+    manifest: FirmwareManifest | None = None,
 ) -> OtaImage:
     """Build an image whose file is exactly ``total_size`` bytes, filled with `make_payload` (``seed``).
 
+    With a ``manifest`` the payload starts with it and the filler makes up the rest of the size.
     Raises `BadInputError` when ``total_size`` cannot even hold the header (and, for zigbee, the
-    upgrade-image sub-element's 6-byte tag and length).
+    upgrade-image sub-element's 6-byte tag and length, and the manifest).
     """
     empty = build_image(
         manufacturer_code=manufacturer_code,
@@ -473,9 +514,13 @@ def build_image_of_total_size(
         upgrade_file_destination=upgrade_file_destination,
     )
     overhead = empty.header.total_image_size
+    what = "header and framing"
+    if manifest is not None:
+        overhead += manifest_length(manifest)
+        what = "header, framing and firmware manifest"
     if not isinstance(total_size, int) or total_size < overhead:
         raise BadInputError(
-            f"is smaller than the {overhead} bytes of header and framing a {empty.form} image needs",
+            f"is smaller than the {overhead} bytes of {what} a {empty.form} image needs",
             field="size",
             value=total_size,
         )
@@ -495,6 +540,7 @@ def build_image_of_total_size(
         maximum_hardware_version=maximum_hardware_version,
         security_credential_version=security_credential_version,
         upgrade_file_destination=upgrade_file_destination,
+        manifest=manifest,
     )
 
 
@@ -663,8 +709,18 @@ def parse_image(data: bytes, *, source: str = "<bytes>", form: str | None = None
     total = header.total_image_size
     if len(data) > total:
         warnings.append(f"{len(data) - total} trailing bytes after the total image size (a vendor CRC?)")
-    start = header.header_length
+    parsed = _parse_content(data, header, source, wanted, warnings)
+    problem = parsed.image.manifest.problem
+    if problem is not None:
+        parsed.warnings.append(f"firmware manifest: {problem}")
+    return parsed
 
+
+def _parse_content(
+    data: bytes, header: OtaHeader, source: str, wanted: ImageForm | None, warnings: list[str]
+) -> ParsedImage:
+    total = header.total_image_size
+    start = header.header_length
     if wanted == "gbcs":
         return ParsedImage(OtaImage(header=header, form="gbcs", body=data[start:total]), warnings)
     try:

@@ -193,6 +193,8 @@ class OtaLibrary:
         size: str = "200KiB",
         stack_version: int | None = None,
         form: str = "zigbee",
+        p2p_protocol: int | None = None,
+        behaviours: str | None = None,
     ) -> str:
         """Builds an OTA image for ``device`` and returns the path of the file.
 
@@ -202,11 +204,22 @@ class OtaLibrary:
         sub-elements) or ``gbcs`` (OTA header and an opaque manufacturer body, as GB images are).
         The file is kept under ``evidence/images/`` of the run.
 
+        The firmware in the image starts with a manifest (docs/firmware-manifest.md) that an
+        emulated device acts on once it runs the image: the stack version, the P2P link protocol
+        version ``p2p_protocol`` of a bridge's firmware (default: the bridge keeps its own) and
+        ``behaviours``, the emulated defects the new firmware has (comma-separated names from
+        docs/testbed.md; default: none, a healthy firmware).
+
         | ${image}= | `Build Firmware Image` | B2 | 1.1.0.0 |
         | ${image}= | `Build Firmware Image` | GSME | 0x01010000 | size=64KiB | form=gbcs |
         | ${image}= | `Build Firmware Image` | B1 | 1.1.0.0 | stack_version=3 |
+        | ${image}= | `Build Firmware Image` | B1 | 1.1.0.0 | p2p_protocol=2 | behaviours=p2p-protocol-skew |
         """
-        return str(self._session().build_firmware_image(device, version, size, stack_version, form))
+        return str(
+            self._session().build_firmware_image(
+                device, version, size, stack_version, form, p2p_protocol, behaviours
+            )
+        )
 
     @keyword
     @_classified

@@ -33,13 +33,14 @@ from harness.evidence.recorder import Recorder
 from harness.hub.hub import Hub
 from harness.hub.ota_server import OtaServerPolicy, OtaTransfer, TransferOutcome, TransferProgress
 from harness.ota.image import OtaImage, build_image_of_total_size, load_image
+from harness.ota.manifest import make_manifest
 from harness.power.driver import PowerDriver
 from harness.scenarios.progress import NoProgress, ProgressSink
 from harness.scenarios.values import format_version, parse_budget, parse_size, parse_version
 from harness.scenarios.verdicts import Verdict, VerdictResult, classify, worst
 from harness.testbed.loader import load_testbed
 from harness.testbed.model import DeviceSpec, TestbedSpec
-from harness.testbed.starter import StartedTestbed, start_testbed
+from harness.testbed.starter import StartedTestbed, check_behaviours, start_testbed
 
 LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -286,22 +287,39 @@ class OtaSession:
         size: str | int = DEFAULT_IMAGE_SIZE,
         stack_version: int | None = None,
         form: str = "zigbee",
+        p2p_protocol: int | str | None = None,
+        behaviours: str | list[str] | tuple[str, ...] | None = None,
     ) -> Path:
-        """Build an OTA image for ``device`` (its manufacturer code and image type) and return its path."""
+        """Build an OTA image for ``device`` (its manufacturer code and image type) and return its path.
+
+        The image's firmware starts with a manifest (docs/firmware-manifest.md): its version, the
+        stack version, the P2P protocol ``p2p_protocol`` (None: the device keeps its own) and the
+        emulated ``behaviours`` (defect names, a list or a comma-separated string; none: healthy).
+        """
         spec = self._device_spec(device)
         file_version = parse_version(version)
         total = parse_size(size)
         if form not in ("zigbee", "gbcs"):
             raise BadInputError("must be 'zigbee' or 'gbcs'", field="form", value=form)
+        stack = spec.stack_version if stack_version is None else int(stack_version)
+        names = _behaviour_names(behaviours)
+        check_behaviours(names)
+        manifest = make_manifest(
+            firmware_version=file_version,
+            stack_version=stack,
+            p2p_protocol=_p2p_protocol(p2p_protocol),
+            behaviours=names,
+        )
         image = build_image_of_total_size(
             total,
             manufacturer_code=spec.manufacturer_code,
             image_type=spec.image_type,
             file_version=file_version,
-            stack_version=spec.stack_version if stack_version is None else stack_version,
+            stack_version=stack,
             header_string=f"{spec.type} {format_version(file_version).split()[0]}",
             form=form,
             seed=file_version ^ (spec.image_type << 32),
+            manifest=manifest,
         )
         data = image.serialize()
         path = self.recorder.add_image(data, f"{device}-0x{file_version:08X}.{form}.ota")
@@ -939,6 +957,23 @@ class _ReportingSetUp:
     cluster: str
     attribute: str
     interval: int
+
+
+def _behaviour_names(value: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [name.strip() for name in value.split(",") if name.strip()]
+    return [str(name).strip() for name in value]
+
+
+def _p2p_protocol(value: int | str | None) -> int | None:
+    if value is None or isinstance(value, int):
+        return value
+    text = value.strip()
+    if not text.isdigit():
+        raise BadInputError("must be a P2P protocol version from 1 to 255", field="p2p_protocol", value=value)
+    return int(text)
 
 
 def _sha256(data: bytes) -> str:

@@ -70,6 +70,20 @@ DeviceLogSink = Callable[[float, str, str], None]
 """Receives every control-port line: (testbed time, device, text)."""
 
 
+def check_behaviours(names: list[str]) -> None:
+    """Refuse behaviour names the emulator does not know (for a firmware image's manifest).
+
+    Raises `BadInputError` naming the field ``behaviours`` and the first unknown name.
+    """
+    unknown = unknown_defects(names)
+    if unknown:
+        raise BadInputError(
+            f"unknown behaviour {unknown[0]!r}; the emulator knows: {', '.join(sorted(DEFECTS))}",
+            field="behaviours",
+            value=unknown[0],
+        )
+
+
 @dataclass
 class StartedTestbed:
     """What a started testbed offers the upper layers: a radio, control ports, power, the air."""

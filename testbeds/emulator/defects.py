@@ -2,7 +2,10 @@
 
 Each defect is modelled on a failure seen in the field (sources in ``shared/research/user-needs.md``).
 A testbed file switches them on per device (``defects: [no-version-change]``); the healthy firmware
-has none. The harness never reads this module: it only sees how the device behaves on air.
+has none. A firmware image can switch them on or off too: the ``behaviours`` of its firmware
+manifest replace the testbed's defects once it runs (see :mod:`testbeds.emulator.firmware`, which
+also lists the defects that belong to the device and stay). The harness never reads this module: it
+only sees how the device behaves on air.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ DEFECTS: dict[str, str] = {
         "(esp-zigbee-sdk #833: back to offset 0 after one timeout)"
     ),
     "resumes-at-wrong-offset": (
-        "after a power cut resumes 1 KiB past what it stored, so the image has a hole it never fills "
-        "(offset drift and skipped blocks: zigpy-ota #25 saw 17 skips)"
+        "after a power cut resumes 1 KiB past what it stored, so the image has a hole it never fills, "
+        "and has no integrity check that would notice (offset drift and skipped blocks: zigpy-ota #25 "
+        "saw 17 skips)"
     ),
     "accepts-downgrade": (
         "installs an older firmware version when offered one (downgrade only on explicit request: "
@@ -77,6 +81,24 @@ DEFECTS: dict[str, str] = {
     "no-boot-try-counter": (
         "its bootloader never counts boots of an unconfirmed image, so a new image that fails its "
         "self-test boot-loops instead of reverting (Android A/B caps tries at 7 for this reason)"
+    ),
+    "skips-image-verification": (
+        "installs a download without checking it: a corrupted image whose firmware no longer matches "
+        "its SHA-256 is installed instead of answered with INVALID_IMAGE (devices must refuse a bad "
+        "image, CSA certification: Nordic DevZone 114773; MCUboot bad_secondary_slot; G3 'skips the "
+        "hash or signature check')"
+    ),
+    "activates-before-upgrade-end-response": (
+        "reboots into the new image right after its Upgrade End Request, without waiting for the "
+        "server's Upgrade End Response, so a later upgrade time, 0xFFFFFFFF or ABORT cannot stop it "
+        "(clients that reset early: Upgrade End lost, zigpy #1557, zsmartsystems PR #1091; G3 "
+        "'activates before Upgrade End')"
+    ),
+    "p2p-protocol-skew": (
+        "a bridge whose new P2P protocol (version 2 or later) cannot talk to an old-protocol peer: it "
+        "writes and accepts only its own version, so upgrading one bridge of a pair first cuts off the "
+        "meter behind them (version skew between near and far bridge, the Alt HAN recall scenario; "
+        "devices that drop off after a stack change: user-needs mode 6)"
     ),
     "confirms-before-self-test": (
         "marks a new image good as soon as it starts, before its self-test, so a bad image is never "

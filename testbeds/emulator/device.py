@@ -5,11 +5,17 @@ the Basic cluster (0x0000: manufacturer, model, power source, SW build id of the
 and carries an OTA Upgrade client (cluster 0x0019). On power-up it rebuilds everything held in RAM
 (stack, OTA client state) from its flash and announces itself (ZDO Device_annce), as a device that
 rejoined after a reboot does. A power cut drops everything but the flash.
+
+What the running firmware is decides how the device behaves after boot: ``factory_config`` is the
+device as the testbed file describes it (its factory firmware), and at every boot ``config`` becomes
+that configuration adjusted by the firmware manifest of the running image
+(:mod:`testbeds.emulator.firmware`): its behaviours (defects), ZigBee stack version and P2P protocol.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -18,6 +24,8 @@ from typing import Any
 from testbeds.emulator import reporting, zdo
 from testbeds.emulator import zcl_types as zcl
 from testbeds.emulator.bootloader import boot, firmware_self_test, firmware_started
+from testbeds.emulator.defects import DEFECTS
+from testbeds.emulator.firmware import ManifestError, effective_defects, manifest_of_image
 from testbeds.emulator.flash import Flash
 from testbeds.emulator.frames import NWK_BROADCAST_RX_ON, FrameError, ZclFrame
 from testbeds.emulator.medium import Medium
@@ -31,6 +39,7 @@ from testbeds.emulator.node import (
     NodeIdentity,
 )
 from testbeds.emulator.ota_client import OtaClient, OtaClientConfig
+from testbeds.emulator.p2p import P2pEndpoint
 from testbeds.emulator.reporting import BIND_REQ, MGMT_BIND_REQ, UNBIND_REQ, Binding, Reporter
 from testbeds.emulator.security import NwkSecurity
 
@@ -83,6 +92,7 @@ class DeviceConfig:
     defects: frozenset[str] = frozenset()
     network_key: bytes | None = None
     network_key_sequence: int = 0
+    p2p_protocol: int = 1
 
 
 @dataclass
@@ -108,6 +118,7 @@ class EmulatedDevice:
         log: DeviceLog | None = None,
         ieee_map: dict[bytes, int] | None = None,
     ) -> None:
+        self.factory_config = config
         self.config = config
         # IEEE -> NWK of the premises' devices: the address map a stack keeps, used to send to bindings.
         self.ieee_map = ieee_map or {}
@@ -152,11 +163,12 @@ class EmulatedDevice:
             for listener in self.power_listeners:
                 listener(True)
         # The bootloader runs first: it finishes an install or a revert, then starts the primary image.
-        self.flash.defects = self.config.defects
+        self.flash.defects = self.factory_config.defects
         result = boot(self.flash)
         if result.action == "bricked":
             self.log(f"boot #{self.boots}: bootloader found no image to start ({result.detail}); dead")
             return
+        self._apply_firmware_manifest()
         running = self.flash.running
         self.log(f"boot #{self.boots}: firmware 0x{running.file_version:08X} stack {running.stack_version}")
         if result.action != "normal" or not self.flash.confirmed:
@@ -212,7 +224,47 @@ class EmulatedDevice:
             log=self.log,
         )
         self.node.start()
+        self.medium.set_p2p_port(
+            self.config.name,
+            P2pEndpoint(
+                name=self.config.name,
+                protocol=self.config.p2p_protocol,
+                own_version_only="p2p-protocol-skew" in self.config.defects,
+                log=self.log,
+            ),
+        )
         self._boot_timer = self.loop.call_later(BOOT_TIME_S, self._booted)
+
+    def _apply_firmware_manifest(self) -> None:
+        """Set this boot's ``config`` (defects, P2P protocol) and stack version from the running image.
+
+        A malformed manifest is logged and ignored: the device then runs as its factory firmware does.
+        """
+        factory = self.factory_config
+        running = self.flash.running
+        try:
+            manifest = manifest_of_image(running.image)
+        except ManifestError as exc:
+            self.log(f"firmware manifest ignored: {exc}")
+            manifest = None
+        protocol = factory.p2p_protocol
+        if manifest is not None:
+            unknown = sorted(manifest.behaviours - DEFECTS.keys())
+            if unknown:
+                self.log(f"firmware manifest: unknown behaviours ignored: {', '.join(unknown)}")
+                manifest = dataclasses.replace(manifest, behaviours=manifest.behaviours - set(unknown))
+            if not manifest.digest_ok:
+                self.log("firmware manifest: the running image does not match its own digest")
+            self.flash.running = dataclasses.replace(running, stack_version=manifest.stack_version)
+            protocol = manifest.p2p_protocol if manifest.p2p_protocol is not None else protocol
+        defects = effective_defects(factory.defects, manifest)
+        self.config = dataclasses.replace(factory, defects=defects, p2p_protocol=protocol)
+        self.flash.defects = defects
+        if manifest is not None:
+            self.log(
+                f"firmware manifest: stack {manifest.stack_version}, p2p protocol {protocol},"
+                f" defects {', '.join(sorted(defects)) or 'none'}"
+            )
 
     def power_off(self) -> None:
         """Cut power: the radio goes silent and RAM is lost; flash keeps what was written."""

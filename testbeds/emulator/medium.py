@@ -5,6 +5,11 @@ links are the point-to-point link between two Alt HAN bridges, which carries the
 tunnelled. A frame is delivered after its airtime plus the link's latency, unless the link's loss draw
 drops it. Every transmission is shown to the sniffers once, as it leaves the sender, so the capture
 holds exactly what went on air (including frames that were then lost).
+
+A frame on a ``p2p`` link also carries the P2P protocol version it is written in: each station may
+have a :class:`P2pPort` (a bridge's firmware, :class:`testbeds.emulator.p2p.P2pEndpoint`) that says
+which version it writes to a peer and whether it understands a version it receives; a station
+without one writes and understands version 1 only. A frame the receiver does not understand is lost.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 # 802.15.4 O-QPSK at 2.4 GHz: 250 kbit/s, i.e. 32 us per octet; the PHY adds preamble (4), SFD (1)
 # and length (1) octets to every PSDU.
@@ -24,6 +30,21 @@ Receiver = Callable[[bytes, str, str], None]
 
 Sniffer = Callable[[bytes, str, str, str], None]
 """A sniffer callback: (frame, sender name, intended receiver name or '*', medium kind)."""
+
+
+class P2pPort(Protocol):
+    """A station's P2P protocol: the version it writes to a peer, and whether it understands one."""
+
+    def outgoing(self, peer: str) -> tuple[int, int]:
+        """(version written, highest version spoken) of the next frame to ``peer``."""
+        ...
+
+    def incoming(self, peer: str, version: int, highest: int) -> bool:
+        """Whether a frame from ``peer`` written in ``version`` is understood."""
+        ...
+
+
+_BASE_P2P = (1, 1)
 
 
 def airtime(frame: bytes) -> float:
@@ -59,6 +80,7 @@ class Medium:
     _neighbours: dict[str, dict[str, Link]] = field(default_factory=dict)
     _stations: dict[str, _Station] = field(default_factory=dict)
     _sniffers: list[Sniffer] = field(default_factory=list)
+    _p2p_ports: dict[str, P2pPort] = field(default_factory=dict)
     frames_sent: int = 0
     frames_lost: int = 0
 
@@ -94,6 +116,13 @@ class Medium:
         if station is not None:
             station.listening = listening
 
+    def set_p2p_port(self, name: str, port: P2pPort | None) -> None:
+        """Give station ``name`` its P2P protocol (None: base version 1 only), e.g. at each boot."""
+        if port is None:
+            self._p2p_ports.pop(name, None)
+        else:
+            self._p2p_ports[name] = port
+
     def add_sniffer(self, sniffer: Sniffer) -> None:
         """Show every frame put on any link to ``sniffer`` (the capture)."""
         self._sniffers.append(sniffer)
@@ -118,11 +147,24 @@ class Medium:
             if link.loss and self.rng.random() < link.loss:
                 self.frames_lost += 1
                 continue
-            self.loop.call_later(duration + link.latency, self._deliver, name, frame, sender, link.kind)
+            p2p = None
+            if link.kind == "p2p":
+                port = self._p2p_ports.get(sender)
+                p2p = port.outgoing(name) if port is not None else _BASE_P2P
+            self.loop.call_later(duration + link.latency, self._deliver, name, frame, sender, link.kind, p2p)
 
-    def _deliver(self, name: str, frame: bytes, sender: str, kind: str) -> None:
+    def _deliver(
+        self, name: str, frame: bytes, sender: str, kind: str, p2p: tuple[int, int] | None = None
+    ) -> None:
         station = self._stations.get(name)
         if station is None or not station.listening:
             self.frames_lost += 1
             return
+        if p2p is not None:
+            port = self._p2p_ports.get(name)
+            version, highest = p2p
+            understood = port.incoming(sender, version, highest) if port is not None else version <= 1
+            if not understood:
+                self.frames_lost += 1
+                return
         station.receive(frame, sender, kind)

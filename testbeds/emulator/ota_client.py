@@ -11,7 +11,8 @@ The client pulls an image the way chapter 11 describes:
    (§11.13.3); the server answers with Query Next Image Response (§11.13.5).
 2. Image Block Request (§11.13.6) / Image Block Response (§11.13.8), one block after the other, never
    faster than the MinimumBlockPeriod attribute (§11.10.10) allows; WAIT_FOR_DATA and ABORT honoured.
-3. The complete file is checked (OTA header, §11.4.2), then Upgrade End Request (§11.13.9) tells the
+3. The complete file is checked (OTA header, §11.4.2, and, when the firmware carries a manifest,
+   its integrity: :mod:`testbeds.emulator.firmware`), then Upgrade End Request (§11.13.9) tells the
    server the outcome; an Upgrade End Response (§11.13.9.6) gives the upgrade time.
 4. At the upgrade time the image is installed from flash and the device restarts.
 
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from .defects import SLOW_BLOCK_DELAY_S
+from .firmware import ManifestError, firmware_payload, parse_manifest
 from .flash import DownloadMeta, Flash, FlashError
 from .ota_file import OTA_HEADER_MIN_LENGTH, OtaFileError, parse_header
 
@@ -1103,9 +1105,16 @@ class OtaClient:
         self._send_upgrade_end_success()
 
     def _verify(self, image: bytes, meta: DownloadMeta) -> str | None:
-        """Why the downloaded file must not be installed, or None if it may be (§11.4.2)."""
+        """Why the downloaded file must not be installed, or None if it may be (§11.4.2).
+
+        Besides the header, the firmware's own integrity is checked when it carries a manifest: the
+        manifest must be readable, name the header's file version, and its SHA-256 must match.
+        """
         if "rejects-valid-image" in self._config.defects:
             return "defect rejects-valid-image: verification fails whatever the image"
+        if "skips-image-verification" in self._config.defects:
+            self._log("defect skips-image-verification: the download is not checked")
+            return None
         try:
             header = parse_header(image)
         except OtaFileError as exc:
@@ -1137,6 +1146,27 @@ class OtaClient:
         ieee = self._config.ieee
         if ieee is not None and header.upgrade_file_destination not in (None, ieee):
             return f"file is for device {header.upgrade_file_destination:016X}, not {ieee:016X}"
+        if "resumes-at-wrong-offset" in self._config.defects:
+            # The firmware that drifts its resume offset has no integrity check: that is why the
+            # hole it leaves goes unnoticed.
+            return None
+        return self._verify_integrity(image, header.file_version)
+
+    def _verify_integrity(self, image: bytes, file_version: int) -> str | None:
+        """Why the firmware fails its own integrity check (None: it passes, or has no manifest)."""
+        try:
+            manifest = parse_manifest(firmware_payload(image))
+        except (ManifestError, OtaFileError) as exc:
+            return f"firmware manifest unreadable: {exc}"
+        if manifest is None:
+            return None  # a vendor image: nothing more to check it against
+        if not manifest.digest_ok:
+            return "image integrity check failed: the firmware does not match its manifest's SHA-256"
+        if manifest.firmware_version != file_version:
+            return (
+                f"firmware manifest says version 0x{manifest.firmware_version:08X}, "
+                f"header 0x{file_version:08X}"
+            )
         return None
 
     def _send_upgrade_end_success(self) -> None:
@@ -1151,6 +1181,17 @@ class OtaClient:
                 UpgradeEndRequest(STATUS_SUCCESS, meta.manufacturer_code, meta.image_type, meta.file_version)
             ),
         )
+        if "activates-before-upgrade-end-response" in self._config.defects and self._state not in (
+            _State.STOPPED,
+            _State.COUNT_DOWN,
+        ):
+            # §11.13.9.6 says the client waits for the server's upgrade time; this one resets at once.
+            self._log(
+                "defect activates-before-upgrade-end-response: activating without waiting for the "
+                "Upgrade End Response"
+            )
+            self._state = _State.COUNT_DOWN
+            self._schedule("action", 0.0, self._activate)
 
     def _on_upgrade_end_response(self, resp: UpgradeEndResponse) -> None:
         meta = self._flash.download_meta

@@ -8,6 +8,7 @@ mistake in the client's codecs cannot be mirrored by the server that tests them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import struct
 from collections.abc import Callable, Iterator
@@ -1054,3 +1055,96 @@ def test_header_reader_raises_only_its_own_error(data: bytes) -> None:
         return
     assert header.header_length <= len(data)
     assert header.total_image_size >= header.header_length
+
+
+# -- the firmware's own integrity (its manifest) and the two defects around it ----------------------
+
+
+def _manifest_image(*, corrupt_at: int | None = None, version: int = NEW) -> bytes:
+    """An OTA file whose body starts with a firmware manifest (docs/firmware-manifest.md).
+
+    ``corrupt_at`` flips one bit of that byte of the firmware after the manifest, as a bit error in
+    storage or on the way would.
+    """
+    firmware = bytearray(bytes(range(256)) * 2)
+    line = b'{"firmware_version":%d,"stack_version":%d,"p2p_protocol":null,"behaviours":[]}\n' % (
+        version,
+        STACK_NEW,
+    )
+    digest = hashlib.sha256(line + bytes(firmware)).hexdigest().encode()
+    if corrupt_at is not None:
+        firmware[corrupt_at] ^= 0x10
+    return ota_file(body=b"ALTHAN-FW1\nsha256=" + digest + b"\n" + line + bytes(firmware))
+
+
+def _serve(bench: Bench, image: bytes) -> None:
+    bench.server.image = image
+    bench.server.offer = (MFR, ITYPE, NEW, len(image))
+
+
+def test_image_with_an_intact_manifest_is_installed(bench: Bench) -> None:
+    _serve(bench, _manifest_image())
+    bench.new_client().start()
+    bench.run_for(100.0)
+    assert bench.logged("verify OK")
+    assert bench.flash.running.file_version == NEW
+
+
+@pytest.mark.parametrize("defect", [None, "skips-image-verification"])
+def test_corrupted_firmware_is_refused_unless_the_client_skips_verification(
+    bench: Bench, defect: str | None
+) -> None:
+    _serve(bench, _manifest_image(corrupt_at=300))
+    client = bench.new_client(defects=frozenset({defect} if defect else set()))
+    client.start()
+    bench.run_for(100.0)
+    [end] = bench.server.sent(UER_REQ)
+    if defect is None:
+        assert end.upgrade_end() == (INVALID_IMAGE, MFR, ITYPE, NEW)
+        assert bench.logged("verify FAILED: image integrity check failed")
+        assert bench.reboots == []
+        assert bench.flash.running.file_version == OLD
+        assert bench.flash.download_meta is None
+    else:
+        assert end.upgrade_end() == (SUCCESS, MFR, ITYPE, NEW)
+        assert bench.logged("defect skips-image-verification")
+        assert len(bench.reboots) == 1
+        assert bench.flash.running.file_version == NEW
+        assert bench.flash.running.image == _manifest_image(corrupt_at=300)
+
+
+def test_manifest_naming_another_version_is_refused(bench: Bench) -> None:
+    _serve(bench, _manifest_image(version=NEW + 1))
+    bench.new_client().start()
+    bench.run_for(100.0)
+    assert bench.logged("firmware manifest says version 0x01000101, header 0x01000100")
+    assert bench.flash.running.file_version == OLD
+
+
+@pytest.mark.parametrize("defect", [None, "activates-before-upgrade-end-response"])
+@pytest.mark.parametrize("answer", ["wait 0xFFFFFFFF", "in one hour", "ABORT", "no answer"])
+def test_client_waits_for_the_upgrade_end_response(bench: Bench, defect: str | None, answer: str) -> None:
+    if answer == "wait 0xFFFFFFFF":
+        bench.server.upgrade_times = [(0, 0xFFFFFFFF)]
+    elif answer == "in one hour":
+        bench.server.upgrade_times = [(0, 3600)]
+    elif answer == "ABORT":
+        bench.server.uer_default_status = ABORT
+    else:
+        bench.server._on_upgrade_end = lambda payload: None  # type: ignore[method-assign]
+    client = bench.new_client(defects=frozenset({defect} if defect else set()))
+    client.start()
+    bench.run_for(120.0)
+    [end] = bench.server.sent(UER_REQ)[:1]
+    if defect is None:
+        assert bench.reboots == []
+        assert bench.flash.running.file_version == OLD
+        if answer == "in one hour":
+            bench.run_for(3600.0)
+            assert len(bench.reboots) == 1 and bench.reboots[0] >= end.t + 3600.0
+    else:
+        # It resets right after sending Upgrade End Request, whatever the server was going to say.
+        assert len(bench.reboots) == 1
+        assert bench.reboots[0] - end.t < 1.0
+        assert bench.flash.running.file_version == NEW
+        assert bench.logged("defect activates-before-upgrade-end-response")

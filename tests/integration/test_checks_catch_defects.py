@@ -240,7 +240,9 @@ def test_sleepy_meter_that_stops_polling_fails_the_read_back(session: OtaSession
     assert (transfer.verdict, transfer.reason) == ("FAIL", result.reason), "the transfer record is concluded"
 
 
-@pytest.mark.parametrize("defect", [None, "activates-without-waiting"])
+@pytest.mark.parametrize(
+    "defect", [None, "activates-without-waiting", "activates-before-upgrade-end-response"]
+)
 def test_two_stage_update_waits_for_activate_firmware(
     session: OtaSession, tmp_path: Path, defect: str | None
 ) -> None:
@@ -279,3 +281,52 @@ def test_device_should_keep_reporting_catches_lost_bindings(
     else:
         with pytest.raises(DeviceFault, match=r"binding table has 0 entries.*binding to the hub is gone"):
             session.device_should_keep_reporting("ESME")
+
+
+@pytest.mark.parametrize("defect", [None, "skips-image-verification"])
+def test_device_must_refuse_a_corrupted_image(
+    session: OtaSession, tmp_path: Path, defect: str | None
+) -> None:
+    from harness.ota import mutate
+
+    session.start_testbed(_testbed_with(tmp_path, "B2", [defect] if defect else []))
+    good = session.build_firmware_image("B2", "1.1.0.0", size=IMAGE_SIZE)
+    corrupt = tmp_path / "b2-corrupt.ota"
+    corrupt.write_bytes(mutate.flip_bit(good.read_bytes(), 3000 * 8))  # one bit of the firmware body
+    result = session.device_should_refuse_image("B2", session.load_firmware_image(corrupt), "30min")
+    if defect is None:
+        assert result.verdict is Verdict.PASS, result.reason
+        assert "status 0x96" in result.reason
+        session.firmware_version_should_be("B2", "1.0.0.0")
+    else:
+        assert result.verdict is Verdict.FAIL
+        assert "accepted an image it must refuse" in result.reason
+
+
+@pytest.mark.parametrize("defect", [None, "p2p-protocol-skew"])
+def test_upgrading_the_near_bridge_alone_to_a_new_p2p_protocol(
+    session: OtaSession, tmp_path: Path, defect: str | None
+) -> None:
+    session.start_testbed(REPO / "testbeds" / "emulated.yaml")
+    session.device_should_be_reachable("GSME")
+    image = session.build_firmware_image(
+        "B1", "1.1.0.0", size=IMAGE_SIZE, p2p_protocol=2, behaviours=[defect] if defect else None
+    )
+    session.offer_firmware_image("B1", image)
+    assert session.wait_until_upgrade_completes("B1", "2h").verdict is Verdict.PASS
+    session.firmware_version_should_be("B1", "1.1.0.0")
+    if defect is None:
+        # The new B1 speaks protocol 1 to the old B2: the meter behind them still answers.
+        session.device_should_be_reachable("GSME")
+        return
+    with pytest.raises(AssertionError, match="did not answer a read"):
+        session.device_should_be_reachable("GSME")
+    b2_log = (session.run_dir / "evidence" / "serial" / "B2.log").read_text()
+    assert "P2P frame from B1 in protocol version 2 not understood" in b2_log
+
+
+def test_unknown_behaviour_in_an_image_is_bad_input(session: OtaSession, tmp_path: Path) -> None:
+    session.start_testbed(REPO / "testbeds" / "emulated.yaml")
+    with pytest.raises(BadInputError, match="unknown behaviour 'forgets-its-keys'") as caught:
+        session.build_firmware_image("B1", "1.1.0.0", behaviours="forgets-its-keys")
+    assert caught.value.field == "behaviours"

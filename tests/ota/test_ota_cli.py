@@ -84,7 +84,18 @@ def test_build_default_payload_and_decimal_values(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     image = load_image(path).image
     assert (image.header.manufacturer_code, image.header.file_version) == (0x1234, 0x01020000)
+    # The generated firmware: a manifest, then the 1024 pseudo-random bytes.
+    reading = image.manifest
+    assert reading.manifest is not None and reading.problem is None
+    assert image.payload[reading.firmware_offset :] == make_payload(1024, 0)
+
+
+def test_build_default_payload_without_manifest(tmp_path: Path) -> None:
+    path = tmp_path / "fw.ota"
+    _build(path, "--no-manifest")
+    image = load_image(path).image
     assert image.payload == make_payload(1024, 0)
+    assert not image.manifest.present
 
 
 def test_build_with_payload_file_and_device_specific_fields(tmp_path: Path) -> None:
@@ -96,7 +107,7 @@ def test_build_with_payload_file_and_device_specific_fields(tmp_path: Path) -> N
         "--security-credential-version", "1",
     )  # fmt: skip
     image = load_image(path).image
-    assert image.payload == b"\x5a" * 777
+    assert image.payload == b"\x5a" * 777  # a payload file is used as it is: no manifest
     assert image.header.upgrade_file_destination == bytes.fromhex("f1debc0a006f0d00")
     assert image.header.security_credential_version == 1
     assert image.header.field_control == 0x0003
@@ -104,9 +115,9 @@ def test_build_with_payload_file_and_device_specific_fields(tmp_path: Path) -> N
 
 def test_build_leaves_no_temporary_files(tmp_path: Path) -> None:
     _build(tmp_path / "fw.ota")
-    _build(tmp_path / "fw.ota", "--size", "100")  # replaces the first
+    _build(tmp_path / "fw.ota", "--size", "300")  # replaces the first
     assert [p.name for p in tmp_path.iterdir()] == ["fw.ota"]
-    assert len((tmp_path / "fw.ota").read_bytes()) == 100
+    assert len((tmp_path / "fw.ota").read_bytes()) == 300
 
 
 @pytest.mark.parametrize(
@@ -115,7 +126,8 @@ def test_build_leaves_no_temporary_files(tmp_path: Path) -> None:
         (["--manufacturer-code", "0x12G4"], ["--manufacturer-code", "'0x12G4'", "not an integer"]),
         (["--manufacturer-code", "0x10000"], ["--manufacturer-code", "out of range", "0xFFFF"]),
         (["--file-version", "-1"], ["--file-version", "'-1'"]),
-        (["--size", "10"], ["--size", "'10'", "smaller than the 62 bytes"]),
+        (["--size", "10", "--no-manifest"], ["--size", "'10'", "smaller than the 62 bytes"]),
+        (["--size", "100"], ["--size", "'100'", "header, framing and firmware manifest"]),
         (["--size", "lots"], ["--size", "'lots'"]),
         (["--form", "zigbe"], ["--form", "'zigbe'", "zigbee or gbcs"]),
         (["--min-hw", "1"], ["--min-hw", "--max-hw"]),
@@ -204,7 +216,7 @@ def test_inspect_truncated_file_is_bad_input(tmp_path: Path) -> None:
 
 def test_inspect_with_a_form_hint(tmp_path: Path) -> None:
     path = tmp_path / "fw.ota"
-    _build(path)
+    _build(path, "--no-manifest")
     described = json.loads(_run("inspect", path, "--json", "--form", "gbcs").stdout)
     assert described["form"] == "gbcs"
     assert described["body"]["length"] == 1024 + 6
