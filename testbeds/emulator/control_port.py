@@ -58,6 +58,10 @@ _OTA_ATTRIBUTES = {
 }
 
 
+Command = Callable[[dict[str, Any]], dict[str, Any]]
+"""One control-port command: takes the request object, returns the ``result`` object."""
+
+
 class CommandError(Exception):
     """A request the port cannot carry out; its text goes back to the client."""
 
@@ -70,7 +74,13 @@ def version_text(version: int) -> str:
 class ControlPortServer:
     """The control port of one emulated device, served to any number of clients at once."""
 
-    def __init__(self, device: EmulatedDevice, *, clock_origin: float = 0.0) -> None:
+    def __init__(
+        self,
+        device: EmulatedDevice,
+        *,
+        clock_origin: float = 0.0,
+        extra_commands: dict[str, Command] | None = None,
+    ) -> None:
         self.device = device
         # Event times are the loop's clock minus this: 0 when the testbed started.
         self.clock_origin = clock_origin
@@ -81,7 +91,7 @@ class ControlPortServer:
         self._ptys: list[int] = []
         self._pty_out: dict[int, bytearray] = {}
         self._recent: deque[tuple[float, str]] = deque(maxlen=RECENT_LINES)
-        self._commands: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+        self._commands: dict[str, Command] = {
             "hello": self._hello,
             "status": self._status,
             "version": self._version,
@@ -90,6 +100,8 @@ class ControlPortServer:
             "reset": self._reset,
             "log": self._log_tail,
         }
+        # Device-type or test-hook commands added by the testbed starter; they may raise CommandError.
+        self._commands.update(extra_commands or {})
         device.log_book.listeners.append(self._on_log)
         device.power_listeners.append(self._on_power)
 
@@ -218,6 +230,10 @@ class ControlPortServer:
         else:
             reply.update(ok=True, result=result)
         return _line(reply)
+
+    def send_event(self, kind: str, **fields: Any) -> None:
+        """Send an event line to every client, stamped with the device's clock (e.g. an alert)."""
+        self._broadcast({"event": kind, "t": round(self.loop.time() - self.clock_origin, 6), **fields})
 
     def _broadcast(self, message: dict[str, Any]) -> None:
         data = _line(message)
