@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -162,9 +162,16 @@ class RunRecord:
         data["transfers"] = [_build(TransferRecord, t, f"transfers[{i}]") for i, t in enumerate(transfers)]
         return _build(cls, data, "run record")
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the record as JSON to ``path`` atomically (temporary file, then rename)."""
-        return write_json_atomic(Path(path), self.to_json())
+    def save(self, path: str | os.PathLike[str], *, redact: Callable[[str], str] | None = None) -> Path:
+        """Write the record as JSON to ``path`` atomically (temporary file, then rename).
+
+        ``redact`` rewrites every string in the record before it is written (the recorder's key
+        redaction, so a reason or command line quoting a network key never lands in run.json).
+        """
+        data = self.to_json()
+        if redact is not None:
+            data = _redact_strings(data, redact)
+        return write_json_atomic(Path(path), data)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> RunRecord:
@@ -180,6 +187,16 @@ class RunRecord:
             raise BadInputError(e.reason, file=str(path), field=e.field) from e
         except TypeError as e:
             raise BadInputError(str(e), file=str(path)) from e
+
+
+def _redact_strings(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_strings(v, redact) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_strings(v, redact) for v in value]
+    return value
 
 
 def write_json_atomic(path: Path, data: object) -> Path:

@@ -318,6 +318,10 @@ class Recorder:
             raise
         return target
 
+    def redact(self, text: str) -> str:
+        """``text`` with every known network key (written in hex, any common form) replaced by «redacted»."""
+        return text if self._key_text is None else self._key_text.sub(REDACTED, text)
+
     def serial_line(self, port: str, line: str, *, virtual_time: float | None = None) -> None:
         """Append one line received on (or sent to) control port ``port`` to its transcript.
 

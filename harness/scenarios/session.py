@@ -133,7 +133,7 @@ class OtaSession:
         return self.loop.run_until_complete(coro)
 
     def _save_record(self) -> None:
-        self.record.save(self.run_dir / "run.json")
+        self.record.save(self.run_dir / "run.json", redact=self.recorder.redact)
 
     def _event(self, what: str, **detail: Any) -> None:
         self.recorder.event("harness", what, **detail)

@@ -105,3 +105,19 @@ def test_run_without_tests_is_judged_on_its_transfers() -> None:
     record.tests = []
     record.transfers[0].verdict = "FAIL"
     assert record.overall_verdict() == "FAIL"
+
+
+def test_a_network_key_quoted_anywhere_never_lands_in_run_json(tmp_path: Path) -> None:
+    from harness.evidence.keys import NetworkKey
+    from harness.evidence.recorder import Recorder
+
+    key = bytes(range(16))
+    recorder = Recorder(tmp_path / "run", virtual_clock=lambda: 0.0, network_keys=[NetworkKey(key, "t", 0)])
+    record = make_record()
+    record.command = f"harness run --debug-key {key.hex(':')}"
+    record.tests[0].reason = f"device printed its key {key.hex().upper()}"
+    path = record.save(tmp_path / "run.json", redact=recorder.redact)
+    text = path.read_text()
+    assert key.hex() not in text.lower().replace(":", "")
+    assert text.count("redacted") == 2
+    recorder.close()
