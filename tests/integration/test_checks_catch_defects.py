@@ -259,3 +259,32 @@ def test_two_stage_update_waits_for_activate_firmware(
     assert "activated 1.1.0.0" in session.activate_firmware("B2").reason
     session.firmware_version_should_be("B2", "1.1.0.0")
     session.device_should_be_reachable("GSME")
+
+
+@pytest.mark.parametrize("defect", [None, "never-rejoins-after-reboot"])
+def test_power_cycle_catches_a_device_that_never_rejoins(
+    session: OtaSession, tmp_path: Path, defect: str | None
+) -> None:
+    session.start_testbed(_testbed_with(tmp_path, "GSME", [defect] if defect else []))
+    if defect is None:
+        session.power_cycle_device("GSME")
+        session.device_should_be_reachable("GSME")
+        return
+    with pytest.raises(AssertionError, match="did not announce itself"):
+        session.power_cycle_device("GSME")
+    with pytest.raises(AssertionError, match="did not answer a read"):
+        session.device_should_be_reachable("GSME")
+
+
+@pytest.mark.parametrize("defect", [None, "children-do-not-rejoin"])
+def test_sleepy_child_is_unreachable_when_its_parent_forgets_it(
+    session: OtaSession, tmp_path: Path, defect: str | None
+) -> None:
+    session.start_testbed(_testbed_with(tmp_path, "B2", [defect] if defect else []))
+    session.power_cycle_device("B2")
+    session.device_should_be_reachable("B2")
+    if defect is None:
+        session.device_should_be_reachable("GSME")
+        return
+    with pytest.raises(AssertionError, match="did not answer a read"):
+        session.device_should_be_reachable("GSME")
