@@ -144,7 +144,6 @@ class Joiner:
         self._key: asyncio.Future[TransportKey] | None = None
         self._tasks: set[asyncio.Task[object]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
-        self.joined_event = asyncio.Event()
         node.on_aps_command = self._on_aps_command
         node.on_leave_request = self._on_leave_request
 
@@ -205,7 +204,6 @@ class Joiner:
                 joined = True
             if joined:
                 self.state.joined = True
-                self.joined_event.set()
                 remaining = self._started_at + self.boot_time - self.loop.time()
                 self._call_later(remaining, self._ready)
                 return
@@ -277,11 +275,13 @@ class Joiner:
         self.log(f"{kind}: Rejoin Request to {parent} (0x{parent_nwk:04X})")
         waiter = self._key_waiter() if not secure and self.secured_network else None
         status = await self.node.rejoin(parent, parent_nwk, self.capability, secure=secure)
-        if status is None:
-            self.log(f"{kind}: no Rejoin Response from {parent}")
-            return False
         if status != SUCCESS:
-            self.log(f"{kind}: {parent} refused (status 0x{status:02X})")
+            self.node.awaiting_key = False
+            self._key = None
+            if status is None:
+                self.log(f"{kind}: no Rejoin Response from {parent}")
+            else:
+                self.log(f"{kind}: {parent} refused (status 0x{status:02X})")
             return False
         if waiter is None:
             self.log(f"{kind}: accepted by {parent}")
