@@ -4,7 +4,9 @@ This is one of the two places in ``harness`` that know the emulator exists (the 
 starter). It plays the part that bellows or zigpy-znp play for a real stick: it turns zigpy's
 ``send_packet`` into an APS data request on the coordinator's stack, and what that stack receives into
 ``packet_received``. Everything above it (the hub, the OTA server, scenarios) is the same zigpy code
-that drives a coordinator stick on a lab bench.
+that drives a coordinator stick on a lab bench. Install-code joining goes through the emulated Trust
+Centre (``permit_with_link_key``), as bellows puts a key in the stick's transient key table; a device it
+admits announces itself, which zigpy's Device_annce handling turns into a join.
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ class VirtualControllerApplication(zigpy.application.ControllerApplication):
         """Switch the emulated coordinator radio on."""
         if self._radio is None:
             self._radio = self._attach(self._on_aps_data, lambda line: LOGGER.debug("coordinator: %s", line))
+            self._radio.on_device_left(self._on_device_left)
+
+    def _on_device_left(self, nwk: int, ieee: bytes) -> None:
+        self.handle_leave(t.NWK(nwk), t.EUI64(ieee))
 
     async def disconnect(self) -> None:
         """Switch the emulated coordinator radio off."""
@@ -117,11 +123,19 @@ class VirtualControllerApplication(zigpy.application.ControllerApplication):
         """Endpoints exist implicitly on the emulated coordinator."""
 
     async def permit_ncp(self, time_s: int = 60) -> None:
-        """Joining is by commissioning in this issue's emulator: nothing to open on the radio."""
+        """Open the coordinator's own association permit (zigpy broadcasts the routers' request itself)."""
+        if self._radio is None:
+            raise zigpy.exceptions.DeliveryError("the emulated coordinator radio is off")
+        self._radio.permit(int(time_s), broadcast=False)
 
     async def permit_with_link_key(self, node: t.EUI64, link_key: t.KeyData, time_s: int = 60) -> None:
-        """Install-code joining arrives with NWK security (a later issue); refuse clearly until then."""
-        raise NotImplementedError("the emulated coordinator radio has no install-code joining yet")
+        """Let one device join with its link key (from its install code) for ``time_s`` seconds.
+
+        The emulated Trust Centre admits only that device, and every router is told to permit joining.
+        """
+        if self._radio is None:
+            raise zigpy.exceptions.DeliveryError("the emulated coordinator radio is off")
+        self._radio.permit_with_link_key(bytes(node.serialize()), bytes(link_key.serialize()), int(time_s))
 
     async def send_packet(self, packet: t.ZigbeePacket) -> None:
         """Send one zigpy packet through the emulated coordinator; raise DeliveryError if it fails."""

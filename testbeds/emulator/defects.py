@@ -70,6 +70,20 @@ DEFECTS: dict[str, str] = {
         "after rebooting into the new image its stack never rejoins, so it falls silent "
         "(the bridge a bad ZigBee stack upgrade knocks off the network)"
     ),
+    "loses-network-key-on-stack-upgrade": (
+        "after rebooting into an image with a different ZigBee stack version it has forgotten the network "
+        "key, so it can only come back by a Trust Centre rejoin, and stays off if the TC refuses one "
+        "(stack upgrades that wipe NVM tokens: the mass-recall risk this harness exists for)"
+    ),
+    "never-rejoins-after-reboot": (
+        "after any reboot, a power cut included, its stack neither rejoins nor announces, so it is never "
+        "heard again (unlike drops-off-after-upgrade, a plain power cycle is enough)"
+    ),
+    "children-do-not-rejoin": (
+        "a router that does not restore its child table after a reboot: its sleepy children keep polling "
+        "but it no longer holds their frames, so they are cut off after the router's upgrade "
+        "(orphaned end devices after a router update: z2m #4563, EmberZNet child table in RAM)"
+    ),
     "bricks-on-cut-during-swap": (
         "its bootloader swaps the slots without logging how far it got, so a power cut mid-swap leaves "
         "a mixed image and no way back (MCUboot logs swap status for reset recovery, design.md; #2169)"

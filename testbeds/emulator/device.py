@@ -3,8 +3,11 @@
 The device answers ZDO discovery (node, active endpoint and simple descriptors, address requests),
 the Basic cluster (0x0000: manufacturer, model, power source, SW build id of the running firmware)
 and carries an OTA Upgrade client (cluster 0x0019). On power-up it rebuilds everything held in RAM
-(stack, OTA client state) from its flash and announces itself (ZDO Device_annce), as a device that
-rejoined after a reboot does. A power cut drops everything but the flash.
+(stack, OTA client state) from its flash and its stored network state, rejoins the network (a secure
+NWK rejoin, or a Trust Centre rejoin if it no longer holds the network key; a device that has never
+joined associates and receives the key from the Trust Centre, see :mod:`testbeds.emulator.joining`)
+and then announces itself (ZDO Device_annce). A power cut drops everything but the flash and the
+stored network state.
 
 What the running firmware is decides how the device behaves after boot: ``factory_config`` is the
 device as the testbed file describes it (its factory firmware), and at every boot ``config`` becomes
@@ -28,6 +31,7 @@ from testbeds.emulator.defects import DEFECTS
 from testbeds.emulator.firmware import ManifestError, effective_defects, manifest_of_image
 from testbeds.emulator.flash import Flash
 from testbeds.emulator.frames import NWK_BROADCAST_RX_ON, FrameError, ZclFrame
+from testbeds.emulator.joining import Joiner, NetworkState, boot_network_state
 from testbeds.emulator.medium import Medium
 from testbeds.emulator.node import (
     COORDINATOR,
@@ -93,6 +97,10 @@ class DeviceConfig:
     network_key: bytes | None = None
     network_key_sequence: int = 0
     p2p_protocol: int = 1
+    # Un-commissioned devices (commissioned=False) hold no network key: they join by association and
+    # get the key from the Trust Centre, under the link key their install code (with CRC) gives.
+    install_code: bytes | None = None
+    commissioned: bool = True
 
 
 @dataclass
@@ -137,12 +145,18 @@ class EmulatedDevice:
         self.ota: OtaClient | None = None
         self.reporter: Reporter | None = None
         self._zcl_tsn = rng.randrange(256)
-        self._boot_timer: asyncio.TimerHandle | None = None
         self._reboot_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[object]] = set()
         # Told True/False whenever power is applied or cut (the control port reports it).
         self.power_listeners: list[Callable[[bool], None]] = []
         self._resetting = False
+        # The stack's non-volatile network state: a commissioned device leaves the factory on the network.
+        self.network_state = NetworkState(
+            network_key=config.network_key if config.commissioned else None,
+            key_sequence=config.network_key_sequence,
+            joined=config.commissioned,
+        )
+        self.joiner: Joiner | None = None
 
     # ------------------------------------------------------------------------------ logging
     def log(self, text: str) -> None:
@@ -174,6 +188,13 @@ class EmulatedDevice:
         if result.action != "normal" or not self.flash.confirmed:
             self.log(f"bootloader: {result.action}: {result.detail}")
         firmware_started(self.flash)
+        boot_network_state(
+            self.network_state,
+            stack_version=running.stack_version,
+            is_router=self.config.role in (COORDINATOR, ROUTER),
+            defects=self.config.defects,
+            log=self.log,
+        )
         identity = NodeIdentity(
             name=self.config.name,
             nwk=self.config.nwk,
@@ -194,6 +215,9 @@ class EmulatedDevice:
             poll_interval=self._poll_interval,
             security=self._security(),
             frame_counter=self.flash.next_nwk_frame_counter,
+            children=self.network_state.children,
+            secured_network=self._secured_network(),
+            joined=self.network_state.joined,
         )
         self.ota = OtaClient(
             loop=self.loop,
@@ -233,7 +257,23 @@ class EmulatedDevice:
                 log=self.log,
             ),
         )
-        self._boot_timer = self.loop.call_later(BOOT_TIME_S, self._booted)
+        self.joiner = Joiner(
+            loop=self.loop,
+            node=self.node,
+            state=self.network_state,
+            secured_network=self._secured_network(),
+            capability=self._mac_capability(),
+            install_code=self.config.install_code,
+            defects=self.config.defects,
+            rebooted=self.boots > 1,
+            upgraded=running.file_version != self.config.firmware_version,
+            log=self.log,
+            rng=self.rng,
+            boot_time=BOOT_TIME_S,
+            on_ready=self._booted,
+            announce=self._announce,
+        )
+        self.joiner.start()
 
     def _apply_firmware_manifest(self) -> None:
         """Set this boot's ``config`` (defects, P2P protocol) and stack version from the running image.
@@ -274,8 +314,9 @@ class EmulatedDevice:
         if not self._resetting:
             for listener in self.power_listeners:
                 listener(False)
-        if self._boot_timer is not None:
-            self._boot_timer.cancel()
+        if self.joiner is not None:
+            self.joiner.stop()
+            self.joiner = None
         if self._reboot_timer is not None:
             self._reboot_timer.cancel()
             self._reboot_timer = None
@@ -294,11 +335,19 @@ class EmulatedDevice:
         self.log("reset" if self._resetting else "power lost")
 
     def _security(self) -> NwkSecurity | None:
-        key = self.config.network_key
-        return NwkSecurity(key, self.config.network_key_sequence) if key is not None else None
+        key = self.network_state.network_key
+        return NwkSecurity(key, self.network_state.key_sequence) if key is not None else None
+
+    def _secured_network(self) -> bool:
+        config = self.config
+        return config.network_key is not None or not config.commissioned or config.install_code is not None
+
+    def leave(self, *, rejoin: bool = False) -> None:
+        """Leave the network (as a device's "leave" button does); without ``rejoin`` forget the key."""
+        if self.joiner is not None:
+            self.joiner.leave(rejoin=rejoin)
 
     def _booted(self) -> None:
-        self._boot_timer = None
         if "drops-off-after-upgrade" in self.config.defects and (
             self.flash.running.file_version != self.config.firmware_version
         ):
@@ -631,6 +680,8 @@ class EmulatedDevice:
 
     def _on_zdo(self, ind: ApsIndication) -> None:
         cluster, payload = ind.cluster, ind.payload
+        if self.joiner is not None and self.joiner.handle_zdo(cluster, payload, ind.src_nwk, ind.broadcast):
+            return
         try:
             if cluster in (zdo.NODE_DESC_REQ, zdo.ACTIVE_EP_REQ):
                 tsn, _nwk = zdo.decode_nwk_addr_of_interest(payload)

@@ -63,6 +63,10 @@ DEVICE_DEFECTS: frozenset[str] = frozenset(
         "stops-polling-after-upgrade",
         "resets-frame-counter-on-upgrade",
         "loses-bindings-on-upgrade",
+        # the stack's rejoin path: they act on the boot that follows an upgrade or a reboot
+        "loses-network-key-on-stack-upgrade",
+        "never-rejoins-after-reboot",
+        "children-do-not-rejoin",
     }
 )
 """Testbed defects that belong to the device, not to the image it runs: a manifest never removes them."""

@@ -14,6 +14,12 @@ What it does, layer by layer (as a real stack does, minus what this issue leaves
 - APS: unicast data may ask for an end-to-end APS acknowledgement; the sender retries up to
   ``APS_MAX_FRAME_RETRIES`` times; duplicates (same source and APS counter) are acknowledged and
   dropped.
+- Joining (the stack's side of :mod:`testbeds.emulator.joining`): routers answer Beacon Requests with
+  beacons (association permit while joining is permitted), accept MAC associations and NWK Rejoin
+  Requests, keep a child table (sleepy children in it get their frames indirectly), tell the Trust
+  Centre (APS Update Device) and pass on the key it tunnels to a joiner with NWK security off. In a
+  secured network the only unsecured frames accepted are those joining needs: a Rejoin Request (a
+  Trust Centre rejoin), a Rejoin Response and an APS-secured command to a device waiting for its key.
 
 Everything runs on timers of one asyncio loop (virtual time in tests), never on threads or sleeps.
 """
@@ -27,19 +33,57 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from testbeds.emulator.commands import (
+    APS_CMD_TUNNEL,
+    APS_CMD_UPDATE_DEVICE,
+    ASSOCIATION_DENIED,
+    ASSOCIATION_SUCCESS,
+    UPDATE_DEVICE_LEFT,
+    UPDATE_SECURED_REJOIN,
+    UPDATE_TC_REJOIN,
+    UPDATE_UNSECURED_JOIN,
+    Beacon,
+    Leave,
+    UpdateDevice,
+    decode_association_request,
+    decode_association_response,
+    decode_beacon,
+    decode_leave,
+    decode_rejoin_request,
+    decode_rejoin_response,
+    decode_tunnel,
+    decode_update_device,
+    encode_association_request,
+    encode_association_response,
+    encode_beacon,
+    encode_leave,
+    encode_rejoin_request,
+    encode_rejoin_response,
+    encode_update_device,
+)
 from testbeds.emulator.frames import (
     APS_ACK,
     APS_BROADCAST,
+    APS_COMMAND,
     APS_DATA,
     APS_UNICAST,
+    BROADCAST_PAN,
     BROADCAST_SHORT,
     MAC_ACK,
+    MAC_BEACON,
+    MAC_CMD_ASSOCIATION_REQUEST,
+    MAC_CMD_ASSOCIATION_RESPONSE,
+    MAC_CMD_BEACON_REQUEST,
     MAC_CMD_DATA_REQUEST,
     MAC_COMMAND,
     MAC_DATA,
     NWK_BROADCAST_ALL,
     NWK_BROADCAST_ROUTERS,
     NWK_BROADCAST_RX_ON,
+    NWK_CMD_LEAVE,
+    NWK_CMD_REJOIN_REQUEST,
+    NWK_CMD_REJOIN_RESPONSE,
+    NWK_COMMAND,
     NWK_DATA,
     ApsFrame,
     FrameError,
@@ -67,6 +111,17 @@ DUPLICATE_MEMORY = 64
 # broadcast transaction table expire (nwkBroadcastDeliveryTime is about 9 s); a rebooted device's
 # fresh counters must not be taken for duplicates of frames it sent before the reboot.
 DUPLICATE_WINDOW_S = 9.0
+# macResponseWaitTime (32 x aBaseSuperframeDuration): from an Association Request to the Data Request
+# that fetches the response.
+ASSOCIATION_RESPONSE_WAIT_S = 0.49
+# How long a rejoining device waits for the Rejoin Response (sleepy ones poll meanwhile).
+REJOIN_RESPONSE_WAIT_S = 1.0
+REJOIN_POLL_S = 0.1
+# Routers answer a Beacon Request after a short random backoff (CSMA-CA in a real radio).
+BEACON_JITTER_S = 0.01
+# Capability information bits (802.15.4 7.3.1.2; ZigBee 2.3.2.3.6)
+CAP_FFD = 0x02
+CAP_RX_ON_WHEN_IDLE = 0x08
 
 COORDINATOR, ROUTER, END_DEVICE, SLEEPY_END_DEVICE = (
     "coordinator",
@@ -96,6 +151,20 @@ class NodeIdentity:
     def is_sleepy(self) -> bool:
         """Sleepy end devices switch their receiver off between polls."""
         return self.role == SLEEPY_END_DEVICE
+
+
+@dataclass(frozen=True, slots=True)
+class ChildEntry:
+    """One end device in a parent's child table (which the parent keeps in non-volatile memory)."""
+
+    name: str
+    nwk: int
+    ieee: bytes
+    rx_on_when_idle: bool
+
+
+MacHeader = tuple[int | None, int | bytes | None, int | None, int | bytes | None]
+"""Explicit MAC addressing for a frame: (destination PAN, destination, source PAN, source)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,20 +199,29 @@ class AddressBook:
 
 @dataclass
 class _Indirect:
-    frame: NwkFrame
+    frame: NwkFrame | bytes
     done: asyncio.Future[bool]
     expiry: asyncio.TimerHandle | None = None
+    frame_type: int = MAC_DATA
+    secure: bool = True
+    header: MacHeader | None = None
 
 
 @dataclass
 class _TxJob:
-    """One frame waiting for the radio: unicast to ``neighbour`` or, with None, a broadcast."""
+    """One frame waiting for the radio: unicast to ``neighbour`` or, with None, a broadcast.
+
+    ``header`` overrides the usual short-address MAC addressing (joining uses extended addresses);
+    ``secure`` False sends a NWK frame without NWK security (joining traffic only).
+    """
 
     neighbour: str | None
     payload: NwkFrame | bytes
     frame_pending: bool
     frame_type: int
     done: asyncio.Future[bool] | None
+    secure: bool = True
+    header: MacHeader | None = None
 
 
 @dataclass
@@ -184,6 +262,9 @@ class Node:
         poll_interval: Callable[[], float] | None = None,
         security: NwkSecurity | None = None,
         frame_counter: Callable[[], int] | None = None,
+        children: dict[int, ChildEntry] | None = None,
+        secured_network: bool | None = None,
+        joined: bool = True,
     ) -> None:
         self.loop = loop
         self.medium = medium
@@ -214,6 +295,24 @@ class Node:
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task[object]] = set()
         self._running = False
+        # Joining state. ``children`` is the child table (None: every sleepy device of the address book
+        # counts as a child, for a stack built without one); it is the caller's object, so a device can
+        # keep it in non-volatile memory.
+        self.children = children
+        self.secured_network = security is not None if secured_network is None else secured_network
+        self.associated = joined
+        self.on_network = joined and (security is not None or not self.secured_network)
+        self.parent = identity.parent
+        self.configured_parent = identity.parent
+        self.awaiting_key = False
+        self.joining: dict[bytes, str] = {}
+        self.permit_until = 0.0
+        self.trust_centre: Callable[[UpdateDevice, int], None] | None = None
+        self.on_aps_command: Callable[[int, bytes], None] | None = None
+        self.on_leave_request: Callable[[bool], None] | None = None
+        self._beacons: list[tuple[str, int, Beacon]] | None = None
+        self._association: asyncio.Future[tuple[int, int]] | None = None
+        self._rejoin: asyncio.Future[int] | None = None
 
     # ----------------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -272,6 +371,10 @@ class Node:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        """Run ``coro`` as part of this stack: it is cancelled when the radio is switched off."""
+        self._spawn(coro)
+
     # ------------------------------------------------------------------------------------ MAC
     def _next_mac_seq(self) -> int:
         self._mac_seq = (self._mac_seq + 1) & 0xFF
@@ -304,10 +407,12 @@ class Node:
         frame_pending: bool = False,
         frame_type: int = MAC_DATA,
         urgent: bool = False,
+        secure: bool = True,
+        header: MacHeader | None = None,
     ) -> bool:
         """Queue one frame for a neighbour (acknowledged, retried); True when it was acked."""
         done: asyncio.Future[bool] = self.loop.create_future()
-        job = _TxJob(neighbour, payload, frame_pending, frame_type, done)
+        job = _TxJob(neighbour, payload, frame_pending, frame_type, done, secure, header)
         if urgent:
             self._tx_queue.appendleft(job)
         else:
@@ -315,9 +420,11 @@ class Node:
         self._tx_kick()
         return await done
 
-    def _mac_broadcast(self, payload: NwkFrame | bytes) -> None:
+    def _mac_broadcast(
+        self, payload: NwkFrame | bytes, *, frame_type: int = MAC_DATA, header: MacHeader | None = None
+    ) -> None:
         """Queue one broadcast frame (no acknowledgement) for every link kind this node has."""
-        self._tx_queue.append(_TxJob(None, payload, False, MAC_DATA, None))
+        self._tx_queue.append(_TxJob(None, payload, False, frame_type, None, True, header))
         self._tx_kick()
 
     def _tx_kick(self) -> None:
@@ -332,15 +439,21 @@ class Node:
         ok = False
         try:
             # Secured only now, as it leaves the radio, so frame counters go out in ascending order.
-            payload = self._nwk_out(job.payload) if isinstance(job.payload, NwkFrame) else job.payload
+            payload = (
+                self._nwk_out(job.payload, secure=job.secure)
+                if isinstance(job.payload, NwkFrame)
+                else job.payload
+            )
             if job.neighbour is None:
-                sent = self._send_broadcast(payload)
+                sent = self._send_broadcast(payload, job.frame_type, job.header)
                 ok = True
                 # No ack to wait for: hold the radio until the frame has left it, so the next frame
                 # cannot overtake it on air.
                 await asyncio.sleep(airtime(sent) + MAC_TURNAROUND_S)
             else:
-                ok = await self._send_unicast(job.neighbour, payload, job.frame_pending, job.frame_type)
+                ok = await self._send_unicast(
+                    job.neighbour, payload, job.frame_pending, job.frame_type, job.header
+                )
         finally:
             self._tx_busy = False
             if job.done is not None and not job.done.done():
@@ -348,11 +461,18 @@ class Node:
             self._tx_kick()
 
     async def _send_unicast(
-        self, neighbour: str, payload: bytes, frame_pending: bool, frame_type: int
+        self,
+        neighbour: str,
+        payload: bytes,
+        frame_pending: bool,
+        frame_type: int,
+        header: MacHeader | None = None,
     ) -> bool:
-        dst = self.addresses.by_name.get(neighbour)
-        if dst is None:
-            return False
+        if header is None:
+            dst = self.addresses.by_name.get(neighbour)
+            if dst is None:
+                return False
+            header = (self.me.pan_id, dst, None, self.me.nwk)
         self._wake()
         # A retransmission carries the same sequence number, so the receiver can drop the copy.
         seq = self._next_mac_seq()
@@ -360,9 +480,10 @@ class Node:
             frame = MacFrame(
                 frame_type=frame_type,
                 seq=seq,
-                dst_pan=self.me.pan_id,
-                dst=dst,
-                src=self.me.nwk,
+                dst_pan=header[0],
+                dst=header[1],
+                src_pan=header[2],
+                src=header[3],
                 ack_request=True,
                 frame_pending=frame_pending,
                 payload=payload,
@@ -389,13 +510,17 @@ class Node:
         finally:
             self._doze()
 
-    def _send_broadcast(self, payload: bytes) -> bytes:
+    def _send_broadcast(
+        self, payload: bytes, frame_type: int = MAC_DATA, header: MacHeader | None = None
+    ) -> bytes:
+        dst_pan, dst, src_pan, src = header or (self.me.pan_id, BROADCAST_SHORT, None, self.me.nwk)
         frame = MacFrame(
-            frame_type=MAC_DATA,
+            frame_type=frame_type,
             seq=self._next_mac_seq(),
-            dst_pan=self.me.pan_id,
-            dst=BROADCAST_SHORT,
-            src=self.me.nwk,
+            dst_pan=dst_pan,
+            dst=dst,
+            src_pan=src_pan,
+            src=src,
             payload=payload,
         ).encode()
         kinds = {link.kind for link in self.medium.neighbours(self.me.name).values()}
@@ -403,14 +528,22 @@ class Node:
             self.medium.transmit(self.me.name, frame, None, kind)
         return frame
 
-    async def _mac_send(self, neighbour: str, frame: NwkFrame) -> bool:
-        """Hand a NWK frame to a neighbour: directly, or held for a sleepy child until it polls."""
-        if neighbour in self.addresses.sleepy and self.me.is_router:
-            return await self._queue_indirect(neighbour, frame)
-        return await self._mac_unicast(neighbour, frame)
+    def _sleepy_child(self, neighbour: str) -> bool:
+        if self.children is None:
+            return neighbour in self.addresses.sleepy
+        nwk = self.addresses.by_name.get(neighbour)
+        entry = self.children.get(nwk) if nwk is not None else None
+        return entry is not None and entry.name == neighbour and not entry.rx_on_when_idle
 
-    async def _queue_indirect(self, child: str, frame: NwkFrame) -> bool:
-        entry = _Indirect(frame, self.loop.create_future())
+    async def _mac_send(self, neighbour: str, frame: NwkFrame, *, secure: bool = True) -> bool:
+        """Hand a NWK frame to a neighbour: directly, or held for a sleepy child until it polls."""
+        if self.me.is_router and self._sleepy_child(neighbour):
+            return await self._queue_indirect(
+                neighbour, _Indirect(frame, self.loop.create_future(), secure=secure)
+            )
+        return await self._mac_unicast(neighbour, frame, secure=secure)
+
+    async def _queue_indirect(self, child: str, entry: _Indirect) -> bool:
         queue = self._indirect.setdefault(child, deque())
         queue.append(entry)
 
@@ -444,12 +577,17 @@ class Node:
                     self._wake()
                     self._later(POLL_RX_WINDOW_S, self._doze)
             return
+        if frame.frame_type == MAC_BEACON:
+            self._on_beacon(frame, sender)
+            return
         if frame.dst_pan not in (self.me.pan_id, BROADCAST_SHORT):
             return
-        if frame.dst not in (self.me.nwk, BROADCAST_SHORT):
+        # Until it has associated a device has no short address: only its extended one is its own.
+        for_me = frame.dst == self.me.ieee or (self.associated and frame.dst == self.me.nwk)
+        if not for_me and frame.dst != BROADCAST_SHORT:
             return
         self.counters.mac_rx += 1
-        if frame.ack_request and frame.dst == self.me.nwk:
+        if frame.ack_request and for_me:
             self._later(
                 MAC_TURNAROUND_S,
                 self._send_ack,
@@ -463,10 +601,18 @@ class Node:
                 return
             self._last_mac_seq[sender] = frame.seq
         if frame.frame_type == MAC_COMMAND:
-            if frame.payload[:1] == bytes([MAC_CMD_DATA_REQUEST]):
+            command = frame.payload[0]
+            if command == MAC_CMD_DATA_REQUEST:
                 self._later(MAC_TURNAROUND_S * 2, self._serve_poll, sender)
+            elif command == MAC_CMD_BEACON_REQUEST:
+                if self.me.is_router and self.on_network:
+                    self._later(self.rng.uniform(0, BEACON_JITTER_S), self._send_beacon)
+            elif command == MAC_CMD_ASSOCIATION_REQUEST and for_me:
+                self._on_association_request(frame, sender)
+            elif command == MAC_CMD_ASSOCIATION_RESPONSE and for_me:
+                self._on_association_response(frame, sender)
             return
-        if frame.frame_type == MAC_DATA:
+        if frame.frame_type == MAC_DATA and self.associated:
             if self.me.is_sleepy and frame.frame_pending:
                 self._later(0.001, self._poll_once)
             self._nwk_in(frame.payload, sender)
@@ -486,7 +632,15 @@ class Node:
         more = bool(queue)
 
         async def deliver() -> None:
-            ok = await self._mac_unicast(child, entry.frame, frame_pending=more, urgent=True)
+            ok = await self._mac_unicast(
+                child,
+                entry.frame,
+                frame_pending=more,
+                urgent=True,
+                frame_type=entry.frame_type,
+                secure=entry.secure,
+                header=entry.header,
+            )
             _resolve(entry.done, ok)
 
         self._spawn(deliver())
@@ -507,8 +661,8 @@ class Node:
         self._schedule_poll(interval)
 
     def _poll_once(self) -> None:
-        parent = self.me.parent
-        if parent is None or not self._running:
+        parent = self.parent
+        if parent is None or not self._running or not self.associated:
             return
         self.counters.polls += 1
         self._spawn(self._mac_unicast(parent, bytes([MAC_CMD_DATA_REQUEST]), frame_type=MAC_COMMAND))
@@ -518,9 +672,9 @@ class Node:
         self._nwk_seq = (self._nwk_seq + 1) & 0xFF
         return self._nwk_seq
 
-    def _nwk_out(self, frame: NwkFrame) -> bytes:
+    def _nwk_out(self, frame: NwkFrame, *, secure: bool = True) -> bytes:
         """The NWK frame as sent: secured hop by hop with our own IEEE address and frame counter."""
-        if self.security is None:
+        if self.security is None or not secure:
             return frame.encode()
         return self.security.protect(frame, source_ieee=self.me.ieee, frame_counter=self._frame_counter())
 
@@ -531,31 +685,62 @@ class Node:
             self.counters.malformed += 1
             self.log(f"dropped malformed NWK frame from {sender}: {exc}")
             return
-        if frame.frame_type != NWK_DATA:
+        secured = self._nwk_check(frame, sender)
+        if secured is None:
             return
-        if not self._nwk_check(frame, sender):
+        if frame.frame_type == NWK_COMMAND:
+            self._nwk_command_in(frame, sender, secured)
+            return
+        if not self.on_network:
+            if frame.dst == self.me.nwk and not secured and self.awaiting_key:
+                self._aps_in(frame.payload, frame.src, frame.dst, broadcast=False, nwk_secured=False)
             return
         if frame.dst >= NWK_BROADCAST_ROUTERS:
             self._nwk_broadcast_in(frame)
         elif frame.dst == self.me.nwk:
-            self._aps_in(frame.payload, frame.src, frame.dst, broadcast=False)
+            self._aps_in(frame.payload, frame.src, frame.dst, broadcast=False, nwk_secured=secured)
         elif self.me.is_router:
             self._relay(frame)
 
-    def _nwk_check(self, frame: NwkFrame, sender: str) -> bool:
-        """Accept a frame under the network's security policy; on success its payload is plaintext."""
-        if self.security is None:
-            return not frame.security
+    def _unsecured_allowed(self, frame: NwkFrame) -> bool:
+        """In a secured network, the unsecured frames joining needs (§4.3.1.2, §4.6.3.3)."""
+        payload = frame.payload
+        if frame.frame_type == NWK_COMMAND and payload:
+            if payload[0] == NWK_CMD_REJOIN_REQUEST:
+                return self.me.is_router and self.on_network  # a Trust Centre rejoin
+            if payload[0] == NWK_CMD_REJOIN_RESPONSE:
+                return self._rejoin is not None and frame.dst == self.me.nwk
+            return False
+        # The network key on its last hop to a joiner: NWK unsecured, the APS command secured.
+        return (
+            frame.frame_type == NWK_DATA
+            and self.awaiting_key
+            and frame.dst == self.me.nwk
+            and len(payload) >= 2
+            and payload[0] & 0x03 == APS_COMMAND
+            and bool(payload[0] & 0x20)
+        )
+
+    def _nwk_check(self, frame: NwkFrame, sender: str) -> bool | None:
+        """Accept a frame under the network's security policy: None to drop it, else whether it was
+        secured (its payload is then the plaintext)."""
         if not frame.security:
+            if not self.secured_network or self._unsecured_allowed(frame):
+                return False
             self.counters.security_drops += 1
             self.log(f"dropped unsecured NWK frame from {sender}")
-            return False
+            return None
+        if self.security is None:
+            if self.secured_network:
+                self.counters.security_drops += 1
+                self.log(f"dropped secured NWK frame from {sender}: no network key")
+            return None
         try:
             opened = self.security.unprotect(frame)
         except SecurityError as exc:
             self.counters.security_drops += 1
             self.log(f"dropped secured NWK frame from {sender}: {exc}")
-            return False
+            return None
         if not self.incoming_counters.accept(opened.aux.source_ieee, opened.aux.frame_counter):
             self.counters.replays += 1
             last = self.incoming_counters.last(opened.aux.source_ieee)
@@ -563,7 +748,7 @@ class Node:
                 f"dropped frame from {sender}: frame counter {opened.aux.frame_counter} is not newer "
                 f"than {last} (replay or counter gone backwards)"
             )
-            return False
+            return None
         frame.security = False
         frame.payload = opened.plaintext
         return True
@@ -577,7 +762,7 @@ class Node:
             or (frame.dst == NWK_BROADCAST_RX_ON and not self.me.is_sleepy)
             or (frame.dst == NWK_BROADCAST_ROUTERS and self.me.is_router)
         )
-        if self.me.is_router and frame.radius > 1:
+        if self.me.is_router and frame.radius > 1 and self.on_network:
             frame.radius -= 1
             self._later(self.rng.uniform(0, BROADCAST_JITTER_S), self._mac_broadcast, frame)
         if for_me:
@@ -607,13 +792,13 @@ class Node:
             self._broadcasts_seen.add((self.me.nwk, frame.seq))
             if self.me.is_router:
                 self._mac_broadcast(frame)
-            elif self.me.parent is not None:
-                return await self._mac_unicast(self.me.parent, frame)
+            elif self.parent is not None:
+                return await self._mac_unicast(self.parent, frame)
             return True
         if dst == self.me.nwk:
             self._aps_in(aps_bytes, self.me.nwk, dst, broadcast=False)
             return True
-        next_hop = self.me.parent if not self.me.is_router else self.routes.get(dst)
+        next_hop = self.parent if not self.me.is_router else self.routes.get(dst)
         if next_hop is None:
             self.counters.nwk_no_route += 1
             self.log(f"no route to 0x{dst:04X}")
@@ -675,12 +860,18 @@ class Node:
         self.counters.aps_failures += 1
         return False
 
-    def _aps_in(self, raw: bytes, src: int, dst: int, *, broadcast: bool) -> None:
+    def _aps_in(self, raw: bytes, src: int, dst: int, *, broadcast: bool, nwk_secured: bool = True) -> None:
         try:
             frame = ApsFrame.decode(raw)
         except FrameError as exc:
             self.counters.malformed += 1
             self.log(f"dropped malformed APS frame from 0x{src:04X}: {exc}")
+            return
+        if frame.frame_type == APS_COMMAND:
+            if not broadcast:
+                self._aps_command_in(frame, raw, src, nwk_secured)
+            return
+        if not self.on_network:
             return
         if frame.frame_type == APS_ACK:
             waiter = self._aps_waiting.get((src, frame.counter))
@@ -715,6 +906,320 @@ class Node:
                 broadcast=broadcast,
             )
         )
+
+    # -------------------------------------------------------------------------------- commands
+    def next_aps_counter(self) -> int:
+        """A fresh APS counter for a frame built outside the node (e.g. the Trust Centre's commands)."""
+        return self._next_aps_counter()
+
+    def _aps_command_in(self, frame: ApsFrame, raw: bytes, src: int, nwk_secured: bool) -> None:
+        if frame.security:
+            # APS-secured commands (a Transport Key) are the joining procedure's to open.
+            if self.on_aps_command is not None:
+                self.on_aps_command(src, raw)
+            return
+        if not nwk_secured and self.secured_network:
+            self.counters.security_drops += 1
+            self.log(f"dropped APS command from 0x{src:04X}: secured by neither NWK nor APS")
+            return
+        command = frame.payload[:1]
+        try:
+            if command == bytes([APS_CMD_TUNNEL]) and self.me.is_router:
+                target, inner = decode_tunnel(frame.payload)
+                if not self.send_to_joiner(target, inner):
+                    self.log(f"tunnel from 0x{src:04X} for {target[::-1].hex(':')}: not a joining child")
+            elif command == bytes([APS_CMD_UPDATE_DEVICE]) and self.trust_centre is not None:
+                self.trust_centre(decode_update_device(frame.payload), src)
+        except FrameError as exc:
+            self.counters.malformed += 1
+            self.log(f"dropped malformed APS command from 0x{src:04X}: {exc}")
+
+    def _nwk_command_in(self, frame: NwkFrame, sender: str, secured: bool) -> None:
+        payload = frame.payload
+        if not payload:
+            self.counters.malformed += 1
+            self.log(f"dropped NWK command from {sender}: no command identifier")
+            return
+        try:
+            if payload[0] == NWK_CMD_REJOIN_REQUEST and frame.dst == self.me.nwk:
+                self._on_rejoin_request(frame, sender, secured, decode_rejoin_request(payload))
+            elif payload[0] == NWK_CMD_REJOIN_RESPONSE and frame.dst == self.me.nwk:
+                _nwk, status = decode_rejoin_response(payload)
+                if self._rejoin is not None and not self._rejoin.done():
+                    self._rejoin.set_result(status)
+            elif payload[0] == NWK_CMD_LEAVE and (
+                frame.dst == self.me.nwk or frame.dst >= NWK_BROADCAST_ROUTERS
+            ):
+                self._on_leave(frame, sender, decode_leave(payload))
+        except FrameError as exc:
+            self.counters.malformed += 1
+            self.log(f"dropped malformed NWK command from {sender}: {exc}")
+
+    def _register_child(self, name: str, nwk: int, ieee: bytes, capability: int) -> None:
+        if capability & CAP_FFD or self.children is None:
+            return  # routers are neighbours, not children to hold frames for
+        self.children[nwk] = ChildEntry(name, nwk, ieee, bool(capability & CAP_RX_ON_WHEN_IDLE))
+
+    def _report_to_tc(self, ieee: bytes, nwk: int, status: int) -> None:
+        if not self.secured_network:
+            return
+        update = UpdateDevice(ieee, nwk, status)
+        if self.trust_centre is not None:
+            self.trust_centre(update, self.me.nwk)
+            return
+        command = ApsFrame(
+            frame_type=APS_COMMAND, counter=self._next_aps_counter(), payload=encode_update_device(update)
+        ).encode()
+        self._spawn(self.nwk_send(0x0000, command))
+
+    def send_to_joiner(self, ieee: bytes, aps_bytes: bytes) -> bool:
+        """Pass an APS frame to a device that is joining through us, NWK unsecured (its last hop)."""
+        name = self.joining.pop(ieee, None)
+        nwk = self.addresses.by_name.get(name) if name is not None else None
+        if name is None or nwk is None:
+            return False
+        frame = NwkFrame(
+            frame_type=NWK_DATA,
+            dst=nwk,
+            src=self.me.nwk,
+            radius=1,
+            seq=self._next_nwk_seq(),
+            payload=aps_bytes,
+        )
+        self._spawn(self._mac_send(name, frame, secure=False))
+        return True
+
+    # ---------------------------------------------------------------------------- parent side
+    def permit_joining(self, duration_s: float) -> None:
+        """Accept associations for ``duration_s`` seconds (0 closes); beacons say so meanwhile."""
+        self.permit_until = self.loop.time() + max(0.0, float(duration_s))
+
+    @property
+    def permitting(self) -> bool:
+        """Whether this router accepts associations now."""
+        return self.loop.time() < self.permit_until
+
+    def _send_beacon(self) -> None:
+        if not self._running or not self.on_network:
+            return
+        beacon = Beacon(
+            pan_coordinator=self.me.role == COORDINATOR,
+            association_permit=self.permitting,
+            router_capacity=True,
+            end_device_capacity=True,
+            depth=0 if self.me.role == COORDINATOR else 1,
+            extended_pan_id=self.me.pan_id.to_bytes(8, "little"),
+        )
+        header: MacHeader = (None, None, self.me.pan_id, self.me.nwk)
+        self._mac_broadcast(encode_beacon(beacon), frame_type=MAC_BEACON, header=header)
+
+    def _on_association_request(self, frame: MacFrame, sender: str) -> None:
+        if not isinstance(frame.src, bytes) or not self.me.is_router:
+            return
+        try:
+            capability = decode_association_request(frame.payload)
+        except FrameError as exc:
+            self.counters.malformed += 1
+            self.log(f"dropped malformed association request from {sender}: {exc}")
+            return
+        joiner = frame.src
+        nwk = self.addresses.by_name.get(sender)
+        accepted = self.on_network and self.permitting and nwk is not None
+        status = ASSOCIATION_SUCCESS if accepted else ASSOCIATION_DENIED
+        response = encode_association_response(nwk if accepted and nwk is not None else 0xFFFF, status)
+        # 802.15.4 7.5.3.1: the response waits (indirect) until the device asks with a Data Request.
+        entry = _Indirect(
+            response,
+            self.loop.create_future(),
+            frame_type=MAC_COMMAND,
+            header=(self.me.pan_id, joiner, None, self.me.ieee),
+        )
+        self.log(f"association request from {sender}: {'accepted' if accepted else 'denied'}")
+
+        async def answer() -> None:
+            delivered = await self._queue_indirect(sender, entry)
+            if delivered and accepted and nwk is not None:
+                self._register_child(sender, nwk, joiner, capability)
+                self.joining[joiner] = sender
+                self.log(f"{sender} associated as 0x{nwk:04X}")
+                self._report_to_tc(joiner, nwk, UPDATE_UNSECURED_JOIN)
+
+        self._spawn(answer())
+
+    def _on_rejoin_request(self, frame: NwkFrame, sender: str, secured: bool, capability: int) -> None:
+        if not self.me.is_router or not self.on_network:
+            return
+        ieee = frame.src_ieee
+        if ieee is None:
+            self.log(f"dropped rejoin request from {sender}: no source IEEE address")
+            return
+        nwk = frame.src
+        self._register_child(sender, nwk, ieee, capability)
+        trust_centre_rejoin = self.secured_network and not secured
+        if trust_centre_rejoin:
+            self.joining[ieee] = sender
+        response = NwkFrame(
+            frame_type=NWK_COMMAND,
+            dst=nwk,
+            src=self.me.nwk,
+            radius=1,
+            seq=self._next_nwk_seq(),
+            dst_ieee=ieee,
+            src_ieee=self.me.ieee,
+            payload=encode_rejoin_response(nwk, 0x00),
+        )
+        kind = "trust centre" if trust_centre_rejoin else "secure" if secured else "unsecured-network"
+        self.log(f"{kind} rejoin of {sender} (0x{nwk:04X}) accepted")
+        self._spawn(self._mac_send(sender, response, secure=secured))
+        self._report_to_tc(ieee, nwk, UPDATE_TC_REJOIN if trust_centre_rejoin else UPDATE_SECURED_REJOIN)
+
+    def _on_leave(self, frame: NwkFrame, sender: str, leave: Leave) -> None:
+        if leave.request:
+            # Only our parent (or, for a router, the Trust Centre) may tell us to leave.
+            if frame.src in (self.addresses.by_name.get(self.parent or ""), 0x0000) and self.on_leave_request:
+                self.on_leave_request(leave.rejoin)
+            return
+        child = self.children.pop(frame.src, None) if self.children is not None else None
+        ieee = frame.src_ieee or (child.ieee if child is not None else None)
+        if child is not None:
+            self.log(f"child {sender} (0x{frame.src:04X}) left")
+        if ieee is not None and (child is not None or self.trust_centre is not None):
+            self._report_to_tc(ieee, frame.src, UPDATE_DEVICE_LEFT)
+
+    # ----------------------------------------------------------------------------- joiner side
+    def _on_beacon(self, frame: MacFrame, sender: str) -> None:
+        if self._beacons is None or frame.source_pan != self.me.pan_id or not isinstance(frame.src, int):
+            return
+        try:
+            beacon = decode_beacon(frame.payload)
+        except FrameError as exc:
+            self.log(f"dropped beacon from {sender}: {exc}")
+            return
+        self._beacons.append((sender, frame.src, beacon))
+
+    async def scan(self, duration: float) -> list[tuple[str, int, Beacon]]:
+        """Active scan: broadcast a Beacon Request and collect (sender, short address, beacon)."""
+        self._beacons = []
+        self._wake()
+        try:
+            header: MacHeader = (BROADCAST_PAN, BROADCAST_SHORT, None, None)
+            self._mac_broadcast(bytes([MAC_CMD_BEACON_REQUEST]), frame_type=MAC_COMMAND, header=header)
+            await asyncio.sleep(duration)
+        finally:
+            self._doze()
+        found, self._beacons = self._beacons, None
+        return found
+
+    async def associate(self, parent: str, parent_nwk: int, capability: int) -> tuple[int, int] | None:
+        """MAC association with ``parent``: (short address, status), or None when it did not answer."""
+        future: asyncio.Future[tuple[int, int]] = self.loop.create_future()
+        self._association = future
+        try:
+            sent = await self._mac_unicast(
+                parent,
+                encode_association_request(capability),
+                frame_type=MAC_COMMAND,
+                header=(self.me.pan_id, parent_nwk, BROADCAST_PAN, self.me.ieee),
+            )
+            if not sent:
+                return None
+            await asyncio.sleep(ASSOCIATION_RESPONSE_WAIT_S)
+            self._wake()
+            try:
+                polled = await self._mac_unicast(
+                    parent,
+                    bytes([MAC_CMD_DATA_REQUEST]),
+                    frame_type=MAC_COMMAND,
+                    header=(self.me.pan_id, parent_nwk, None, self.me.ieee),
+                )
+                if not polled:
+                    return None
+                try:
+                    result = await asyncio.wait_for(asyncio.shield(future), POLL_RX_WINDOW_S * 4)
+                except TimeoutError:
+                    return None
+            finally:
+                self._doze()
+        finally:
+            self._association = None
+        if result[1] == ASSOCIATION_SUCCESS:
+            self.associated = True
+            self.parent = parent
+        return result
+
+    def _on_association_response(self, frame: MacFrame, sender: str) -> None:
+        future = self._association
+        if future is None or future.done():
+            return
+        try:
+            future.set_result(decode_association_response(frame.payload))
+        except FrameError as exc:
+            self.log(f"dropped malformed association response from {sender}: {exc}")
+
+    async def rejoin(self, parent: str, parent_nwk: int, capability: int, *, secure: bool) -> int | None:
+        """NWK rejoin through ``parent`` (secured with the network key or not): the rejoin status,
+        or None when no Rejoin Response came."""
+        future: asyncio.Future[int] = self.loop.create_future()
+        self._rejoin = future
+        self.associated = True
+        try:
+            frame = NwkFrame(
+                frame_type=NWK_COMMAND,
+                dst=parent_nwk,
+                src=self.me.nwk,
+                radius=1,
+                seq=self._next_nwk_seq(),
+                src_ieee=self.me.ieee,
+                payload=encode_rejoin_request(capability),
+            )
+            if not await self._mac_unicast(parent, frame, secure=secure):
+                return None
+            self.parent = parent if not self.me.is_router else self.parent
+            deadline = self.loop.time() + REJOIN_RESPONSE_WAIT_S
+            while not future.done() and self.loop.time() < deadline:
+                if self.me.is_sleepy:
+                    self._mac_poll(parent)
+                try:
+                    await asyncio.wait_for(asyncio.shield(future), REJOIN_POLL_S)
+                except TimeoutError:
+                    continue
+            return future.result() if future.done() else None
+        finally:
+            self._rejoin = None
+
+    def _mac_poll(self, parent: str) -> None:
+        self.counters.polls += 1
+        self._spawn(self._mac_unicast(parent, bytes([MAC_CMD_DATA_REQUEST]), frame_type=MAC_COMMAND))
+
+    def poll_now(self) -> None:
+        """Send one Data Request to the parent now (a joining sleepy device fetching its key)."""
+        if self.parent is not None and self._running and self.associated:
+            self._mac_poll(self.parent)
+
+    async def send_leave(self, *, rejoin: bool) -> bool:
+        """Announce that this device leaves: to its parent (end device) or its neighbours (router)."""
+        dst = (
+            NWK_BROADCAST_RX_ON
+            if self.me.is_router
+            else self.addresses.by_name.get(self.parent or "", 0x0000)
+        )
+        frame = NwkFrame(
+            frame_type=NWK_COMMAND,
+            dst=dst,
+            src=self.me.nwk,
+            radius=1,
+            seq=self._next_nwk_seq(),
+            src_ieee=self.me.ieee,
+            payload=encode_leave(Leave(request=False, rejoin=rejoin)),
+        )
+        if self.me.is_router:
+            self._broadcasts_seen.add((self.me.nwk, frame.seq))
+            self._mac_broadcast(frame)
+            await asyncio.sleep(0.01)
+            return True
+        if self.parent is None:
+            return False
+        return await self._mac_unicast(self.parent, frame)
 
 
 class _RamCounter:

@@ -2,7 +2,13 @@
 
 The coordinator (the CH) is either an emulated device or, when the harness plays the CH itself, a bare
 coordinator radio (``CoordinatorRadio``): the ZigBee stack a coordinator chip runs (as an EZSP or ZNP
-network co-processor does), whose application side is the harness's zigpy controller.
+network co-processor does), whose application side is the harness's zigpy controller. The coordinator
+is the Trust Centre: it admits a joining device only while joining is permitted for it and only with
+the link key its install code gives (:meth:`CoordinatorRadio.permit_with_install_code`).
+
+A commissioned premises starts as a network formed earlier: every parent's child table already holds
+its commissioned end devices, and the Trust Centre holds the link key of every device given an install
+code.
 """
 
 from __future__ import annotations
@@ -13,9 +19,21 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from testbeds.emulator import zdo
 from testbeds.emulator.device import DeviceConfig, DeviceLog, EmulatedDevice
+from testbeds.emulator.joining import TrustCentre
+from testbeds.emulator.keys import link_key_from_install_code, validate_install_code
 from testbeds.emulator.medium import Medium, Sniffer
-from testbeds.emulator.node import COORDINATOR, ROUTER, AddressBook, ApsIndication, Node, NodeIdentity
+from testbeds.emulator.node import (
+    COORDINATOR,
+    ROUTER,
+    SLEEPY_END_DEVICE,
+    AddressBook,
+    ApsIndication,
+    ChildEntry,
+    Node,
+    NodeIdentity,
+)
 from testbeds.emulator.security import NwkSecurity
 
 
@@ -68,8 +86,65 @@ def compute_routes(devices: Iterable[DeviceConfig], links: Iterable[LinkConfig])
 class CoordinatorRadio:
     """The coordinator's radio and stack, driven by an application outside the emulator (zigpy)."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, trust_centre: TrustCentre) -> None:
         self.node = node
+        self.trust_centre = trust_centre
+
+    @property
+    def allow_tc_rejoin(self) -> bool:
+        """Trust Centre policy: whether a device that lost the network key may get it again (TC rejoin)."""
+        return self.trust_centre.allow_tc_rejoin
+
+    @allow_tc_rejoin.setter
+    def allow_tc_rejoin(self, allowed: bool) -> None:
+        self.trust_centre.allow_tc_rejoin = allowed
+
+    def permit(self, duration_s: int, *, broadcast: bool = True) -> None:
+        """Open joining for ``duration_s`` seconds to any device whose link key the Trust Centre holds.
+
+        With ``broadcast`` the routers are told too (ZDO Mgmt_Permit_Joining_req); without it only the
+        coordinator's own association permit opens (zigpy broadcasts the request itself).
+        """
+        self.trust_centre.permit(None, duration_s)
+        if broadcast:
+            self.trust_centre.permit_joining_broadcast(duration_s)
+        else:
+            self.node.permit_joining(duration_s)
+
+    def permit_with_link_key(
+        self, ieee: bytes, link_key: bytes, duration_s: int, *, broadcast: bool = True
+    ) -> None:
+        """Let device ``ieee`` (8 bytes, on-air order) join for ``duration_s`` seconds with ``link_key``."""
+        if len(ieee) != 8 or len(link_key) != 16:
+            raise ValueError("an IEEE address is 8 bytes and a link key 16")
+        self.trust_centre.permit(ieee, duration_s, link_key)
+        if broadcast:
+            self.trust_centre.permit_joining_broadcast(duration_s)
+        else:
+            self.node.permit_joining(duration_s)
+
+    def permit_with_install_code(self, ieee: bytes, code: bytes, duration_s: int) -> None:
+        """Let the device ``ieee`` join for ``duration_s`` seconds with its install code (CRC included)."""
+        self.permit_with_link_key(ieee, link_key_from_install_code(code), duration_s)
+
+    def request_leave(self, nwk: int, ieee: bytes, *, rejoin: bool = False) -> None:
+        """Ask a device to leave the network (ZDO Mgmt_Leave_req)."""
+        payload = zdo.encode_mgmt_leave_req(self.node.next_aps_counter(), ieee, rejoin=rejoin)
+        self.node.spawn(
+            self.node.aps_send(
+                dst=nwk,
+                dst_endpoint=0,
+                src_endpoint=0,
+                profile=zdo.ZDO_PROFILE,
+                cluster=zdo.MGMT_LEAVE_REQ,
+                payload=payload,
+                ack=False,
+            )
+        )
+
+    def on_device_left(self, callback: Callable[[int, bytes], None] | None) -> None:
+        """Call ``callback(nwk, ieee)`` when the Trust Centre learns that a device left."""
+        self.trust_centre.on_device_left = callback
 
     async def send(
         self,
@@ -122,6 +197,9 @@ class Premises:
         for link in links:
             self.medium.connect(link.a, link.b, kind=link.kind, latency=link.latency, loss=link.loss)
         self.configs = {d.name: d for d in devices}
+        for d in devices:
+            if d.install_code is not None:
+                validate_install_code(d.install_code)
         self.addresses = AddressBook()
         for d in devices:
             self.addresses.add(d.name, d.nwk, sleepy=d.role == "sleepy_end_device")
@@ -132,6 +210,13 @@ class Premises:
 
     def _routes_for(self, config: DeviceConfig) -> dict[int, str]:
         return self.routes.get(config.name, {})
+
+    def _commissioned_children(self, parent: str) -> dict[int, ChildEntry]:
+        return {
+            d.nwk: ChildEntry(d.name, d.nwk, d.ieee, d.role != SLEEPY_END_DEVICE)
+            for d in self.configs.values()
+            if d.parent == parent and d.commissioned and d.role not in (COORDINATOR, ROUTER)
+        }
 
     def add_sniffer(self, sniffer: Sniffer) -> None:
         """Show every frame on air (radio and P2P) to ``sniffer``."""
@@ -154,6 +239,8 @@ class Premises:
             log=self.log,
             ieee_map={c.ieee: c.nwk for c in self.configs.values()},
         )
+        if config.commissioned and config.role in (COORDINATOR, ROUTER):
+            device.network_state.children.update(self._commissioned_children(name))
         self.devices[name] = device
         return device
 
@@ -174,9 +261,22 @@ class Premises:
             on_data=on_data,
             log=log,
             security=NwkSecurity(self.network_key, self.network_key_sequence) if self.network_key else None,
+            children=self._commissioned_children(name),
+        )
+        link_keys = {
+            d.ieee: link_key_from_install_code(d.install_code)
+            for d in self.configs.values()
+            if d.commissioned and d.install_code is not None
+        }
+        trust_centre = TrustCentre(
+            node=node,
+            network_key=self.network_key,
+            key_sequence=self.network_key_sequence,
+            link_keys=link_keys,
+            log=log,
         )
         node.start()
-        self.coordinator = CoordinatorRadio(node)
+        self.coordinator = CoordinatorRadio(node, trust_centre)
         return self.coordinator
 
     def power_on(self, name: str) -> None:

@@ -68,6 +68,8 @@ def test_log_tail_keeps_only_this_device(loop: asyncio.AbstractEventLoop) -> Non
     premises = _premises(loop)
     b2 = ControlPortServer(premises.emulate("B2"))
     ControlPortServer(premises.emulate("B1"))
+    logged: list[tuple[str, str]] = []
+    premises.add_log_listener(lambda t, name, text: logged.append((name, text)))
     premises.power_on("B1")
     premises.power_on("B2")
     loop.run_until_complete(asyncio.sleep(3))
@@ -75,7 +77,8 @@ def test_log_tail_keeps_only_this_device(loop: asyncio.AbstractEventLoop) -> Non
     assert len(lines) == 2
     everything = _ask(b2, {"cmd": "log", "lines": 1000})["result"]["lines"]  # type: ignore[index]
     assert everything[0]["text"].startswith("boot #1")
-    assert all("B1" not in line["text"] for line in everything)
+    assert [line["text"] for line in everything] == [text for name, text in logged if name == "B2"]
+    assert any(name == "B1" for name, _ in logged)
     assert [line["t"] for line in everything] == sorted(line["t"] for line in everything)
     assert _ask(b2, {"cmd": "log", "lines": -1})["ok"] is False
 

@@ -330,3 +330,32 @@ def test_unknown_behaviour_in_an_image_is_bad_input(session: OtaSession, tmp_pat
     with pytest.raises(BadInputError, match="unknown behaviour 'forgets-its-keys'") as caught:
         session.build_firmware_image("B1", "1.1.0.0", behaviours="forgets-its-keys")
     assert caught.value.field == "behaviours"
+
+
+@pytest.mark.parametrize("defect", [None, "never-rejoins-after-reboot"])
+def test_power_cycle_catches_a_device_that_never_rejoins(
+    session: OtaSession, tmp_path: Path, defect: str | None
+) -> None:
+    session.start_testbed(_testbed_with(tmp_path, "GSME", [defect] if defect else []))
+    if defect is None:
+        session.power_cycle_device("GSME")
+        session.device_should_be_reachable("GSME")
+        return
+    with pytest.raises(AssertionError, match="did not announce itself"):
+        session.power_cycle_device("GSME")
+    with pytest.raises(AssertionError, match="did not answer a read"):
+        session.device_should_be_reachable("GSME")
+
+
+@pytest.mark.parametrize("defect", [None, "children-do-not-rejoin"])
+def test_sleepy_child_is_unreachable_when_its_parent_forgets_it(
+    session: OtaSession, tmp_path: Path, defect: str | None
+) -> None:
+    session.start_testbed(_testbed_with(tmp_path, "B2", [defect] if defect else []))
+    session.power_cycle_device("B2")
+    session.device_should_be_reachable("B2")
+    if defect is None:
+        session.device_should_be_reachable("GSME")
+        return
+    with pytest.raises(AssertionError, match="did not answer a read"):
+        session.device_should_be_reachable("GSME")
