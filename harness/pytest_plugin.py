@@ -39,6 +39,8 @@ KEYWORDS = (
     "firmware_version_should_be",
     "read_firmware_version",
     "device_should_be_reachable",
+    "permit_joining_with_install_code",
+    "wait_until_joined",
     "configure_reporting",
     "device_should_keep_reporting",
     "cut_power",

@@ -160,6 +160,8 @@ class Hub(ReportingHub):
     def __init__(self, app: zigpy.application.ControllerApplication) -> None:
         self.app = app
         self._report_watchers: dict[tuple[t.EUI64, int], _ReportWatcher] = {}
+        # How each device (re)joined, as the Trust Centre reported it: (testbed time, how, admitted).
+        self.joins: dict[t.EUI64, list[tuple[float, str, bool]]] = {}
         self._watcher = _InitWatcher()
         self._rejoins: dict[t.EUI64, int] = {}
         self._announce_listeners: set[t.EUI64] = set()
@@ -181,6 +183,19 @@ class Hub(ReportingHub):
     def device_joined(self, device: zigpy.device.Device) -> None:
         """zigpy listener: count every (re)join or announce, per device."""
         self._rejoins[device.ieee] = self._rejoins.get(device.ieee, 0) + 1
+
+    def trust_centre_join(self, ieee: t.EUI64, nwk: t.NWK, how: str, admitted: bool) -> None:
+        """Radio listener: the Trust Centre heard of a join or rejoin (how, and whether it sent the key)."""
+        now = asyncio.get_running_loop().time()
+        self.joins.setdefault(ieee, []).append((now, how, admitted))
+
+    def trust_centre_rejoins(self, ieee: t.EUI64, since: float) -> list[tuple[float, bool]]:
+        """The device's trust-centre rejoins since testbed time ``since``: (time, admitted) each."""
+        return [
+            (when, ok)
+            for when, how, ok in self.joins.get(ieee, [])
+            if how == "trust-centre-rejoin" and when >= since
+        ]
 
     def device(self, ieee: t.EUI64) -> zigpy.device.Device | None:
         """The zigpy device with this IEEE address, if it has joined."""

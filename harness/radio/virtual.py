@@ -68,6 +68,12 @@ class VirtualControllerApplication(zigpy.application.ControllerApplication):
         if self._radio is None:
             self._radio = self._attach(self._on_aps_data, lambda line: LOGGER.debug("coordinator: %s", line))
             self._radio.on_device_left(self._on_device_left)
+            self._radio.on_join(self._on_trust_centre_join)
+
+    def _on_trust_centre_join(self, nwk: int, ieee: bytes, how: str, admitted: bool) -> None:
+        # What an NCP's trust-centre join handler reports (EZSP trustCenterJoinHandler, ZNP
+        # ZDO_TC_DEV_IND): listeners such as the hub learn how each device (re)joined.
+        self.listener_event("trust_centre_join", t.EUI64(ieee), t.NWK(nwk), how, admitted)
 
     def _on_device_left(self, nwk: int, ieee: bytes) -> None:
         self.handle_leave(t.NWK(nwk), t.EUI64(ieee))

@@ -392,6 +392,32 @@ class OtaLibrary:
 
     @keyword
     @_classified
+    def permit_joining_with_install_code(self, device: str, duration: str = "3min") -> None:
+        """Opens the network to ``device`` alone, for ``duration`` (at most 254 s as ZigBee allows).
+
+        The hub's Trust Centre derives the device's link key from the ``install_code`` in the
+        testbed file and sends the network key only to it, encrypted under that key. Other devices
+        that try to join meanwhile get nothing. Follow with `Wait Until Joined`.
+
+        | `Permit Joining With Install Code` | IHD | 2min |
+        | `Wait Until Joined` | IHD |
+        """
+        self._session().permit_joining_with_install_code(device, duration)
+
+    @keyword
+    @_classified
+    def wait_until_joined(self, device: str, budget: str = "5min") -> None:
+        """Waits (testbed time) until ``device`` has joined the network and answered the interview.
+
+        Fails if it has not within ``budget``, e.g. a device whose install code does not match the
+        one on file, or one that was never permitted.
+
+        | `Wait Until Joined` | IHD | budget=3min |
+        """
+        self._session().wait_until_joined(device, budget)
+
+    @keyword
+    @_classified
     def configure_reporting(
         self, device: str, cluster: str | None = None, attribute: str | None = None, interval: str = "60s"
     ) -> None:

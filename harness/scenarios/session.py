@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import looptime
 import zigpy.types as t
+import zigpy.util
 
 from harness import __version__
 from harness.errors import BadInputError, BenchError, DeviceFault, HarnessError
@@ -228,8 +229,8 @@ class OtaSession:
         for power in testbed.power.values():
             await power.restore()
         for name, device in spec.devices.items():
-            if name == spec.radio.plays:
-                continue
+            if name == spec.radio.plays or not device.commissioned:
+                continue  # a factory-new device joins only once permitted (Permit Joining With Install Code)
             await self.hub.wait_until_joined(self._ieee(device.ieee_bytes), JOIN_BUDGET_S)
             self._event("device-joined", device=name)
 
@@ -666,9 +667,18 @@ class OtaSession:
         try:
             await asyncio.wait_for(announced, min(remaining, REBOOT_BUDGET_S + upgrade_time))
         except TimeoutError:
+            rejoins = hub.trust_centre_rejoins(ieee, running.record.started_virtual_s)
+            refused = [when for when, admitted in rejoins if not admitted]
+            why = (
+                "; it asked for a trust-centre rejoin, which the Trust Centre refused: it lost its "
+                "network key across the upgrade"
+                if refused
+                else ""
+            )
             return VerdictResult(
                 Verdict.FAIL,
-                "the device accepted the image but did not reboot and announce itself within the budget",
+                "the device accepted the image but did not reboot and announce itself within the budget"
+                + why,
             )
         zdev = hub.device(ieee)
         if zdev is None:
@@ -680,6 +690,13 @@ class OtaSession:
                 Verdict.FAIL,
                 f"the device rebooted but runs {format_version(version)}, "
                 f"not the offered {format_version(expected)}",
+            )
+        if hub.trust_centre_rejoins(ieee, running.record.started_virtual_s):
+            # The Trust Centre rescued it; a CH that refuses trust-centre rejoins would have lost it.
+            return VerdictResult(
+                Verdict.FAIL,
+                f"upgraded to {format_version(version)}, but came back by a trust-centre rejoin: it lost "
+                "its network key across the upgrade (a secure rejoin with the stored key was expected)",
             )
         return VerdictResult(
             Verdict.PASS, f"upgraded from {format_version(running.from_version)} to {format_version(version)}"
@@ -807,6 +824,37 @@ class OtaSession:
             model=str(model),
             route=" -> ".join(spec.route(spec.radio.plays, device)),
         )
+
+    # ---------------------------------------------------------------------------- joining
+    def permit_joining_with_install_code(self, device: str, duration: str | float = "3min") -> None:
+        """Open the network to ``device`` alone, under the link key derived from its install code.
+
+        The install code comes from the testbed file. The hub's Trust Centre sends the network key
+        only to that device, encrypted with the key; every other device that tries is refused.
+        """
+        seconds = parse_budget(duration, field="duration")
+        if not 1 <= seconds <= 254:
+            raise BadInputError("must be between 1s and 254s (4min14s)", field="duration", value=duration)
+        dev_spec = self._device_spec(device)
+        code = dev_spec.install_code_bytes
+        if code is None:
+            raise BadInputError(
+                "has no install_code in the testbed file; add the code printed on its label",
+                field=f"devices.{device}.install_code",
+                value=device,
+            )
+        _, _, hub = self._require()
+        key = zigpy.util.convert_install_code(code)
+        self._event("permit-joining", device=device, duration_s=seconds)
+        self.run(hub.app.permit_with_link_key(self._ieee(dev_spec.ieee_bytes), key, int(seconds)))
+
+    def wait_until_joined(self, device: str, budget: str | float = "5min") -> None:
+        """Wait until ``device`` has joined the hub's network and answered zigpy's interview."""
+        seconds = parse_budget(budget)
+        dev_spec = self._device_spec(device)
+        _, _, hub = self._require()
+        self.run(hub.wait_until_joined(self._ieee(dev_spec.ieee_bytes), seconds))
+        self._event("device-joined", device=device)
 
     # -------------------------------------------------------------------------- reporting
     def configure_reporting(

@@ -182,6 +182,8 @@ def _check_duplicate_keys(node: yaml.Node, path: Loc, shown: str, seen: set[int]
 
 # --- explaining validation errors ------------------------------------------------------------
 
+SECRET_FIELDS = frozenset({"network_key", "install_code"})
+
 
 def _explain(exc: ValidationError, root: yaml.Node, shown: str) -> BadInputError:
     """Turn pydantic's first error (unknown keys first: they explain missing ones) into a BadInputError."""
@@ -195,6 +197,8 @@ def _explain(exc: ValidationError, root: yaml.Node, shown: str) -> BadInputError
     if error["type"] == "extra_forbidden":
         return _unknown_field(loc, line, shown)
     message, value = _describe(error, loc, cause)
+    if any(part in SECRET_FIELDS for part in loc):
+        value = None  # a key or install code is a secret, even a mistyped one: never echo it
     return BadInputError(_one_paragraph(message), file=shown, line=line, field=_format_loc(loc), value=value)
 
 

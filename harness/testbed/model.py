@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import zigpy.util
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
 
 from harness.errors import BadInputError
@@ -204,7 +205,27 @@ def _network_key(value: object) -> str:
     return ":".join(digits[i : i + 2] for i in range(0, 32, 2))
 
 
+def _install_code(value: object) -> str:
+    # Like the network key, the install code is a secret: the message never repeats it.
+    if not isinstance(value, str):
+        raise ValueError("must be the install code in hex as text in quotes, with its 2-byte CRC")
+    digits = value.strip().lower().replace(":", "").replace("-", "").replace(" ", "")
+    if any(c not in "0123456789abcdef" for c in digits) or len(digits) % 2:
+        raise ValueError("must be hex digits: the install code followed by its CRC")
+    code = bytes.fromhex(digits)
+    try:
+        zigpy.util.convert_install_code(code)
+    except ValueError as exc:
+        reason = "wrong length" if "length" in str(exc) else "its CRC-16 does not match"
+        raise ValueError(
+            f"is not a valid install code ({reason}): 6, 8, 12 or 16 bytes followed by their "
+            "CRC-16/X-25, least significant byte first, as printed on the device's label"
+        ) from None
+    return ":".join(digits[i : i + 2] for i in range(0, len(digits), 2))
+
+
 Eui64 = Annotated[str, BeforeValidator(_eui64)]
+InstallCodeHex = Annotated[str, BeforeValidator(_install_code)]
 NetworkKeyHex = Annotated[str, BeforeValidator(_network_key)]
 NwkAddress = Annotated[int, BeforeValidator(_integer(0, 0xFFF7, "a 16-bit NWK short address", 4))]
 PanId = Annotated[int, BeforeValidator(_integer(0, 0xFFFE, "a 16-bit PAN ID", 4))]
@@ -308,6 +329,19 @@ class DeviceSpec(_Spec):
         description="emulated testbeds only: firmware defects to switch on (see docs/testbed.md), "
         "so a test can show a check catches them; empty for healthy firmware",
     )
+    install_code: InstallCodeHex | None = Field(
+        default=None,
+        repr=False,
+        description="the install code printed on the device, with its CRC; the Trust Centre derives the "
+        "device's link key from it (ZigBee 3.0 MMO hash) to send it the network key when it joins or "
+        "does a trust-centre rejoin. Never printed in reports",
+    )
+    commissioned: bool = Field(
+        default=True,
+        description="emulated testbeds: true if the device starts on the network holding the network "
+        "key; false if it starts factory-new and joins by association (needs install_code and a "
+        "Permit Joining With Install Code)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -338,6 +372,15 @@ class DeviceSpec(_Spec):
                 "or sleepy_end_device (or make power_source mains)",
                 self.role,
             )
+        if not self.commissioned and self.install_code is None:
+            raise SpecError(
+                ("commissioned",),
+                "a device that starts factory-new needs an install_code: the Trust Centre only sends "
+                "the network key under the link key derived from it",
+                self.commissioned,
+            )
+        if not self.commissioned and self.role == "coordinator":
+            raise SpecError(("commissioned",), "the coordinator forms the network; it cannot join one", False)
         self._check_bridge_section()
         self._check_parent_and_polls()
         return self
@@ -384,6 +427,11 @@ class DeviceSpec(_Spec):
     def ieee_bytes(self) -> bytes:
         """The EUI-64 as the 8 bytes sent on air (little-endian: last written byte first)."""
         return bytes.fromhex(self.ieee.replace(":", ""))[::-1]
+
+    @property
+    def install_code_bytes(self) -> bytes | None:
+        """The install code with its CRC, as bytes, or None."""
+        return bytes.fromhex(self.install_code.replace(":", "")) if self.install_code else None
 
     @property
     def is_sleepy(self) -> bool:
@@ -455,6 +503,11 @@ class TestbedSpec(_Spec):
         "with it); frames are then secured with AES-CCM* (security level 5). None: no NWK security",
     )
     network_key_sequence: int = Field(default=0, ge=0, le=255, description="the key's sequence number")
+    allow_trust_centre_rejoin: bool = Field(
+        default=True,
+        description="the Trust Centre's policy: whether a device that lost the network key may get it "
+        "again by a trust-centre rejoin (only if its install code is known). Some CHs refuse",
+    )
     devices: dict[str, DeviceSpec] = Field(description="every device, keyed by name")
     links: list[LinkSpec] = Field(description="which devices can hear each other")
 

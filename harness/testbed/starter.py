@@ -63,6 +63,8 @@ def device_config(spec: DeviceSpec, testbed: TestbedSpec) -> DeviceConfig:
         defects=frozenset(spec.defects),
         network_key=testbed.network_key_bytes,
         network_key_sequence=testbed.network_key_sequence,
+        install_code=spec.install_code_bytes,
+        commissioned=spec.commissioned,
     )
 
 
@@ -203,7 +205,9 @@ async def start_testbed(
     )
 
     def attach(on_data: Callable[..., None], log: Callable[[str], None]) -> CoordinatorRadio:
-        return premises.attach_coordinator(coordinator.name, on_data, log)
+        radio = premises.attach_coordinator(coordinator.name, on_data, log)
+        radio.allow_tc_rejoin = spec.allow_trust_centre_rejoin
+        return radio
 
     app = VirtualControllerApplication(
         VirtualControllerApplication.build_config(), attach=attach, network=network, node=node

@@ -429,6 +429,9 @@ class TrustCentre:
         self._open_until = 0.0
         self._aps_counter = 0
         self.on_device_left: Callable[[int, bytes], None] | None = None
+        # Told (nwk, ieee, how, admitted) for every join or rejoin a parent reports, as an NCP's trust
+        # centre join handler tells its host; how is 'secured-rejoin', 'join' or 'trust-centre-rejoin'.
+        self.on_join: Callable[[int, bytes, str, bool], None] | None = None
         self.admitted: list[bytes] = []
         node.trust_centre = self.on_update_device
 
@@ -451,6 +454,7 @@ class TrustCentre:
         who = f"{update.ieee[::-1].hex(':')} (0x{update.nwk:04X}) via 0x{parent_nwk:04X}"
         if update.status == UPDATE_SECURED_REJOIN:
             self.log(f"trust centre: {who} rejoined securely")
+            self._tell_join(update, "secured-rejoin", True)
             return
         if update.status == UPDATE_DEVICE_LEFT:
             self.log(f"trust centre: {who} left")
@@ -460,21 +464,31 @@ class TrustCentre:
         if update.status == UPDATE_UNSECURED_JOIN:
             if not self._may_join(update.ieee):
                 self.log(f"trust centre: {who} joined without permission; no key sent")
+                self._tell_join(update, "join", False)
                 return
             if update.ieee not in self.link_keys:
                 self.log(f"trust centre: {who} has no link key here; no key sent")
+                self._tell_join(update, "join", False)
                 return
+            self._tell_join(update, "join", True)
         elif update.status == UPDATE_TC_REJOIN:
             if not self.allow_tc_rejoin:
                 self.log(f"trust centre: {who} asked for a trust centre rejoin; refused by policy")
+                self._tell_join(update, "trust-centre-rejoin", False)
                 return
             if update.ieee not in self.link_keys:
                 self.log(f"trust centre: {who} trust centre rejoin without a known link key; refused")
+                self._tell_join(update, "trust-centre-rejoin", False)
                 return
+            self._tell_join(update, "trust-centre-rejoin", True)
         else:
             self.log(f"trust centre: {who} update status 0x{update.status:02X} ignored")
             return
         self._send_network_key(update.ieee, parent_nwk)
+
+    def _tell_join(self, update: UpdateDevice, how: str, admitted: bool) -> None:
+        if self.on_join is not None:
+            self.on_join(update.nwk, update.ieee, how, admitted)
 
     def _next_counter(self) -> int:
         self._aps_counter = (self._aps_counter + 1) & 0xFFFFFFFF

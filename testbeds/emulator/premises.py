@@ -142,6 +142,10 @@ class CoordinatorRadio:
             )
         )
 
+    def on_join(self, callback: Callable[[int, bytes, str, bool], None] | None) -> None:
+        """Call ``callback(nwk, ieee, how, admitted)`` for every join or rejoin the Trust Centre hears of."""
+        self.trust_centre.on_join = callback
+
     def on_device_left(self, callback: Callable[[int, bytes], None] | None) -> None:
         """Call ``callback(nwk, ieee)`` when the Trust Centre learns that a device left."""
         self.trust_centre.on_device_left = callback

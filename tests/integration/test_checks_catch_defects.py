@@ -359,3 +359,40 @@ def test_sleepy_child_is_unreachable_when_its_parent_forgets_it(
         return
     with pytest.raises(AssertionError, match="did not answer a read"):
         session.device_should_be_reachable("GSME")
+
+
+INSTALL_CODE = "83:FE:D3:40:7A:93:97:23:A5:C6:39:B2:69:16:D5:05:C3:B5"
+
+
+@pytest.mark.parametrize(
+    ("defect", "allow_tc_rejoin", "verdict", "reason"),
+    [
+        (None, True, Verdict.PASS, "upgraded from 1.0.0.0"),
+        ("loses-network-key-on-stack-upgrade", True, Verdict.FAIL, "came back by a trust-centre rejoin"),
+        ("loses-network-key-on-stack-upgrade", False, Verdict.FAIL, "which the Trust Centre refused"),
+    ],
+)
+def test_stack_upgrade_must_keep_the_network_key(
+    session: OtaSession,
+    tmp_path: Path,
+    defect: str | None,
+    allow_tc_rejoin: bool,
+    verdict: Verdict,
+    reason: str,
+) -> None:
+    data = yaml.safe_load((REPO / "testbeds" / "emulated.yaml").read_text())
+    data["devices"]["B2"]["install_code"] = INSTALL_CODE
+    data["allow_trust_centre_rejoin"] = allow_tc_rejoin
+    if defect:
+        data["devices"]["B2"]["defects"] = [defect]
+    path = tmp_path / "testbed.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    session.start_testbed(path)
+    # A ZigBee stack upgrade: the new image says it runs stack version 3.
+    image = session.build_firmware_image("B2", "1.1.0.0", size=IMAGE_SIZE, stack_version=3)
+    session.offer_firmware_image("B2", image)
+    result = session.wait_until_upgrade_completes("B2", "2h")
+    assert result.verdict is verdict, result.reason
+    assert reason in result.reason
+    if verdict is Verdict.PASS:
+        session.device_should_be_reachable("GSME")
