@@ -58,7 +58,11 @@ class P2pEndpoint:
         """Whether a frame from ``peer`` written in ``version`` is understood (and learn ``highest``)."""
         understood = version == self.protocol if self.strict else version <= self.protocol
         if understood and not self.strict:
+            before = min(self.protocol, self.peer_highest.get(peer, BASE_PROTOCOL))
             self.peer_highest[peer] = highest
+            after = min(self.protocol, highest)
+            if after != before:
+                self.log(f"P2P link to {peer}: now writing protocol version {after}")
         if not understood:
             self.refused += 1
             if (peer, version) not in self._reported:

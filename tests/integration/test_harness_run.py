@@ -57,19 +57,23 @@ def test_default_run_exits_zero_with_every_output(
     images = sorted(p.name for p in (out / "evidence" / "images").iterdir())
     assert images == [
         "B1-0x01010000.zigbee.ota",
+        "B1-0x02000000.zigbee.ota",
         "B2-0x01010000.zigbee.ota",
         "B2-0x01020000.zigbee.ota",
         "B2-0x01030000.gbcs.ota",
+        "B2-0x02000000.zigbee.ota",
         "GSME-0x01010000.gbcs.ota",
     ]
     record = json.loads((out / "run.json").read_text())
-    assert [t["verdict"] for t in record["tests"]] == ["PASS"] * 5
+    assert [t["verdict"] for t in record["tests"]] == ["PASS"] * 7
     assert [(t["device"], t["to_version"], t["verdict"]) for t in record["transfers"]] == [
         ("B2", 0x01010000, "PASS"),
         ("B1", 0x01010000, "PASS"),
         ("GSME", 0x01010000, "PASS"),
         ("B2", 0x01020000, "PASS"),
         ("B2", 0x01030000, "PASS"),
+        ("B2", 0x02000000, "PASS"),
+        ("B1", 0x02000000, "PASS"),
     ]
     html = (out / "index.html").read_text()
     for device in ("B1", "B2", "GSME"):
@@ -109,7 +113,8 @@ def test_timeline_shows_each_transfer_block_by_block(
     assert responses["file_offset"].max() == 200 * 1024 - 64
     events = timeline[timeline["kind"] == "event"]["detail"]
     offers = [d.split()[1] for d in events if d.startswith("offer ")]
-    assert offers == ["device=B2", "device=B1", "device=GSME", "device=B2", "device=B2"]
+    basic, power_cut, two_stage, stack_upgrade = ["B2", "B1", "GSME"], ["B2"], ["B2"], ["B2", "B1"]
+    assert offers == [f"device={d}" for d in basic + power_cut + two_stage + stack_upgrade]
     assert set(responses["destination"]) == {"B2", "B1", "GSME"}
     gsme_hops = set(responses[responses["destination"] == "GSME"]["hop"])
     assert gsme_hops == {"CH→B1", "B1→B2", "B2→GSME"}, "the GSME's blocks must cross B1, the P2P link and B2"
@@ -171,7 +176,7 @@ def test_tshark_rebuilds_every_served_image_from_the_capture(
             image.extend(b"\0" * (start + len(block) - len(image)))
         image[start : start + len(block)] = block
     served_images = sorted((out / "evidence" / "images").iterdir())
-    assert len(served_images) == len(rebuilt) == 5
+    assert len(served_images) == len(rebuilt) == 7
     for served in served_images:
         device, version = served.name.split(".")[0].split("-")
         rebuilt_image = bytes(rebuilt[(nwk_of[device], int(version, 16))])
