@@ -46,6 +46,10 @@ KEYWORDS = (
     "cut_power",
     "restore_power",
     "power_cycle_device",
+    "ch_update_firmware",
+    "wait_for_ch_alert",
+    "ch_activate_firmware",
+    "ch_read_firmware_version",
 )
 
 

@@ -69,6 +69,16 @@ class OtaLibrary:
     ``testbeds/emulated.yaml``: a premises where the gas meter is out of range of the CH and is
     reached through the near-end bridge B1 and the far-end bridge B2. See ``docs/testbed.md``.
 
+    = CH under test =
+
+    On a testbed whose ``radio`` has ``type: none`` (``testbeds/emulated-ch.yaml``) the CH is itself
+    a device under test and the harness has no hub: `CH Update Firmware`, `Wait For CH Alert`,
+    `CH Activate Firmware` and `CH Read Firmware Version` drive it over its control port with
+    GBCS-style commands (Update Firmware, Activate Firmware, Read Firmware Version) and judge its
+    alerts (0x8F72 verification successful, 0x8F1C verification failed, 0x8F1B transfer failed,
+    0x8F43 firmware version changed). Keywords that need the harness's own hub stop with a bad
+    input error there, and the CH keywords do on a testbed with a radio.
+
     = Devices =
 
     Keywords take device names as the testbed file spells them (``B2``, ``GSME``). An unknown name
@@ -449,6 +459,80 @@ class OtaLibrary:
         | `Device Should Keep Reporting` | ESME |
         """
         self._session().device_should_keep_reporting(device, budget)
+
+    # ------------------------------------------------------------------------- CH under test
+    @keyword
+    @_classified
+    def ch_update_firmware(self, device: str, image: str) -> None:
+        """Tells the CH under test to update ``device`` with ``image`` (GBCS Update Firmware, SR 11.1).
+
+        Only on a testbed whose CH is a device under test (``radio: {type: none}``, e.g.
+        ``testbeds/emulated-ch.yaml``): the CH stages the image, notifies the device and serves
+        the download; the device verifies the image and keeps its old firmware until
+        `CH Activate Firmware`. Wait for the CH's Firmware Transfer Alert with `Wait For CH Alert`.
+        The image must carry the device's manufacturer code and image type.
+
+        | ${image}= | `Build Firmware Image` | B2 | 1.4.0.0 | size=64KiB | form=gbcs |
+        | `CH Update Firmware` | B2 | ${image} |
+        | `Wait For CH Alert` | 0x8F72 | B2 |
+        """
+        self._session().ch_update_firmware(device, image)
+
+    @keyword
+    @_classified
+    def wait_for_ch_alert(self, code: str, device: str | None = None, budget: str = "2h") -> dict[str, Any]:
+        """Waits until the CH under test raises alert ``code`` about ``device``; returns the alert.
+
+        Alerts: ``0x8F72`` firmware verification successful, ``0x8F1C`` firmware verification
+        failed, ``0x8F1B`` firmware transfer failed (each with the CCS08 outcome: 0 success,
+        1 image discarded, 2 hardware mismatch, 3 transfer failure), ``0x8F43`` firmware version
+        changed. The CH's alerts are taken in the order it raised them, each once: the keyword
+        fails when the next alert about ``device`` is another one (e.g. 0x8F1C when 0x8F72 was
+        expected), or when ``budget`` (testbed time) runs out and no transfer is progressing; the
+        verdict is INCONCLUSIVE when it runs out while the device is still downloading. Returns the
+        alert's fields (``code``, ``device``, ``t``, ``outcome``, ...) as a dictionary.
+
+        | `Wait For CH Alert` | 0x8F72 | B2 | budget=2h |
+        | ${alert}= | `Wait For CH Alert` | 0x8F43 | B2 |
+        | `Should Be Equal` | ${alert}[to_text] | 1.4.0.0 |
+        """
+        return self._session().wait_for_ch_alert(code, device, budget)
+
+    @keyword
+    @_classified
+    def ch_activate_firmware(
+        self, device: str, image: str | None = None, delay: str | None = None, expect: str = "0"
+    ) -> int:
+        """Tells the CH under test to activate the image ``device`` holds (GBCS Activate Firmware, SR 11.3).
+
+        The command names the image by its manufacturer image hash, here the SHA-256 of the whole
+        OTA file (default: the image last sent with `CH Update Firmware`), and, with ``delay``,
+        when to activate (``10min`` from now; default: now). Fails when the device changed its
+        firmware version (alert 0x8F43) within a minute of verifying the image, before being told
+        to, and when the CH's response is not ``expect``: ``0`` success, ``1`` no image held,
+        ``2`` hash mismatch, ``3`` activation failure. Returns the response code.
+
+        | `CH Activate Firmware` | B2 |
+        | `Wait For CH Alert` | 0x8F43 | B2 |
+        | `CH Activate Firmware` | B2 | ${other_image} | expect=hash mismatch |
+        """
+        return self._session().ch_activate_firmware(device, image, delay, expect)
+
+    @keyword
+    @_classified
+    def ch_read_firmware_version(self, device: str) -> str:
+        """Asks the CH under test for ``device``'s firmware version (GBCS Read Firmware Version, SR 11.2).
+
+        The CH reads the device over the air; for the sleepy gas meter its Gas Proxy Function answers
+        from its cache (the version the GSME last reported, or was read, at its last wake). Returns
+        the version as ``0x01040000``; fails if the device does not answer the CH.
+
+        | ${version}= | `CH Read Firmware Version` | B2 |
+        | `Should Be Equal` | ${version} | 0x01040000 |
+        """
+        version = self._session().ch_read_firmware_version(device)
+        logger.info(f"the CH says {device} runs {format_version(version)}")
+        return f"0x{version:08X}"
 
     # ------------------------------------------------------------------------------ power
     @keyword

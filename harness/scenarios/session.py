@@ -36,6 +36,7 @@ from harness.hub.ota_server import OtaServerPolicy, OtaTransfer, TransferOutcome
 from harness.ota.image import OtaImage, build_image_of_total_size, load_image
 from harness.ota.manifest import make_manifest
 from harness.power.driver import PowerDriver
+from harness.scenarios.ch import ChKeywords
 from harness.scenarios.progress import NoProgress, ProgressSink
 from harness.scenarios.values import format_version, parse_budget, parse_size, parse_version
 from harness.scenarios.verdicts import Verdict, VerdictResult, classify, worst
@@ -79,8 +80,12 @@ class _TestState:
     verdicts: list[VerdictResult] = field(default_factory=list)
 
 
-class OtaSession:
-    """A run: one evidence folder, one loop, any number of testbeds started and stopped in turn."""
+class OtaSession(ChKeywords):
+    """A run: one evidence folder, one loop, any number of testbeds started and stopped in turn.
+
+    The CH-under-test keywords (``ch_*``, ``wait_for_ch_alert``) come from
+    :class:`~harness.scenarios.ch.ChKeywords`.
+    """
 
     def __init__(
         self,
@@ -139,13 +144,28 @@ class OtaSession:
     def _event(self, what: str, **detail: Any) -> None:
         self.recorder.event("harness", what, **detail)
 
-    def _require(self) -> tuple[StartedTestbed, TestbedSpec, Hub]:
-        if self.testbed is None or self.spec is None or self.hub is None:
+    def _require_testbed(self) -> tuple[StartedTestbed, TestbedSpec]:
+        if self.testbed is None or self.spec is None:
             raise BenchError("no testbed is running: call Start Testbed first")
-        return self.testbed, self.spec, self.hub
+        return self.testbed, self.spec
+
+    def _require(self) -> tuple[StartedTestbed, TestbedSpec, Hub]:
+        testbed, spec = self._require_testbed()
+        if self.hub is None:
+            if spec.ch_under_test:
+                raise BadInputError(
+                    "is none, so the harness has no ZigBee hub of its own: this keyword needs one. "
+                    f"Here {spec.coordinator.name} is a CH under test: use CH Update Firmware, "
+                    "Wait For CH Alert, CH Activate Firmware and CH Read Firmware Version",
+                    file=str(spec.source) if spec.source else None,
+                    field="radio.type",
+                    value="none",
+                )
+            raise BenchError("no testbed is running: call Start Testbed first")
+        return testbed, spec, self.hub
 
     def _device_spec(self, name: str) -> DeviceSpec:
-        _, spec, _ = self._require()
+        _, spec = self._require_testbed()
         return spec.device(name)
 
     # ------------------------------------------------------------------------- test records
@@ -224,6 +244,9 @@ class OtaSession:
         testbed.add_frame_sink(self._on_frame)
         testbed.add_log_sink(self._on_device_log)
         self.testbed = testbed
+        if testbed.app is None:  # the CH is a device under test: no hub of the harness's own
+            await self._start_ch(JOIN_BUDGET_S)
+            return
         self.hub = Hub(testbed.app)
         await self.hub.start()
         for power in testbed.power.values():
@@ -265,6 +288,7 @@ class OtaSession:
             self.testbed.shutdown()
         self.testbed = None
         self.hub = None
+        self.ch_monitor = None
         # Let cancelled timers and tasks unwind so nothing lingers into the next testbed.
         await asyncio.sleep(0)
 
@@ -596,6 +620,7 @@ class OtaSession:
         return VerdictResult(Verdict.PASS, f"resumed at offset {resumed} after the cut at offset {sent}")
 
     def _transfer(self, device: str, doing: str) -> _Running:
+        self._require()
         running = self.running.get(device)
         if running is None:
             raise BadInputError(
@@ -725,6 +750,7 @@ class OtaSession:
         Response with upgrade time now. Fails unless it reboots into the offered version in ``budget``.
         """
         seconds = parse_budget(budget)
+        self._require()
         self._device_spec(device)
         running = self.running.get(device)
         if running is None or running.task is None or not running.task.done():
@@ -822,7 +848,7 @@ class OtaSession:
             "reachable",
             device=device,
             model=str(model),
-            route=" -> ".join(spec.route(spec.radio.plays, device)),
+            route=" -> ".join(spec.route(spec.coordinator.name, device)),
         )
 
     # ---------------------------------------------------------------------------- joining
@@ -908,6 +934,7 @@ class OtaSession:
         Use after an upgrade or a power cut: a device that lost its bindings or reporting
         configuration falls silent, and the failure says what its binding table now holds.
         """
+        self._require()
         set_up = self.reporting.get(device)
         if set_up is None:
             raise BadInputError(
@@ -982,7 +1009,7 @@ class OtaSession:
             ) from None
 
     def _power(self, device: str) -> PowerDriver:
-        testbed, spec, _ = self._require()
+        testbed, spec = self._require_testbed()
         spec.device(device)
         power = testbed.power.get(device)
         if power is None:

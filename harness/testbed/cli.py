@@ -104,7 +104,8 @@ _UP_HELP = (
     "picks (open it with pyserial as socket://HOST:PORT, or with nc), and on a pty with --pty. "
     "Devices are powered on at start and run on the real clock until Ctrl-C (or --for). The device "
     "the harness's hub would play (radio.plays) is not started: without a hub the others run as a "
-    "premises whose CH is switched off. With --json the ports are printed as one JSON object on "
+    "premises whose CH is switched off; with radio type none the CH is an emulated device under test "
+    "and is started too, with its CH commands. With --json the ports are printed as one JSON object on "
     "one line, for scripts."
 )
 

@@ -28,7 +28,7 @@ DeviceType = Literal["CH", "ESME", "GSME", "IHD", "PPMID", "HCALCS", "B1", "B2",
 Role = Literal["coordinator", "router", "end_device", "sleepy_end_device"]
 PowerSource = Literal["mains", "battery"]
 Medium = Literal["radio", "p2p"]
-RadioType = Literal["virtual", "znp", "ezsp", "deconz"]
+RadioType = Literal["virtual", "znp", "ezsp", "deconz", "none"]
 
 BRIDGE_TYPES: frozenset[str] = frozenset({"B1", "B2", "B3", "B4"})
 """Device types that are P2P Alt HAN bridges (they need a ``bridge:`` section)."""
@@ -461,12 +461,36 @@ class LinkSpec(_Spec):
 class RadioSpec(_Spec):
     """The radio the harness's own ZigBee side (its zigpy hub) uses, and which device it plays."""
 
-    type: RadioType = Field(default="virtual", description="virtual, znp, ezsp or deconz")
-    plays: str = Field(description="the CH device the harness's hub plays; must be the coordinator")
+    type: RadioType = Field(
+        default="virtual",
+        description="virtual, znp, ezsp or deconz; none: the harness has no ZigBee side and the CH is a "
+        "device under test, driven over its control port",
+    )
+    plays: str | None = Field(
+        default=None,
+        description="the CH device the harness's hub plays; must be the coordinator (not with type none)",
+    )
     url: str | None = Field(default=None, description="serial URL of a hardware radio, e.g. /dev/ttyUSB0")
 
     @model_validator(mode="after")
     def _check_url(self) -> RadioSpec:
+        if self.type == "none":
+            if self.plays is not None:
+                raise SpecError(
+                    ("plays",),
+                    "is not allowed with radio type none: there the CH is a device under test, "
+                    "not played by the harness (remove plays, or use type virtual)",
+                    self.plays,
+                )
+            if self.url is not None:
+                raise SpecError(("url",), "is not allowed with radio type none: there is no radio", self.url)
+            return self
+        if self.plays is None:
+            raise SpecError(
+                ("plays",),
+                "is required: name the CH the harness's hub plays (or give type none to test an "
+                "emulated CH instead)",
+            )
         if self.type == "virtual" and self.url is not None:
             raise SpecError(("url",), "is only for hardware radios; the virtual radio needs none", self.url)
         if self.type != "virtual" and not self.url:
@@ -547,6 +571,11 @@ class TestbedSpec(_Spec):
         return self._sha256
 
     # -- questions scenarios ask --
+
+    @property
+    def ch_under_test(self) -> bool:
+        """True when the CH is a device under test (``radio.type: none``): no harness hub plays it."""
+        return self.radio.type == "none"
 
     @property
     def coordinator(self) -> DeviceSpec:
@@ -647,6 +676,8 @@ def _check_identities(spec: TestbedSpec) -> None:
 
 def _check_radio(spec: TestbedSpec, coordinator: str) -> None:
     plays = spec.radio.plays
+    if spec.ch_under_test:
+        return  # no radio to check: the CH itself is under test, on either kind of testbed
     if plays != coordinator:
         known = "" if plays in spec.devices else "; there is no such device"
         raise SpecError(

@@ -27,6 +27,7 @@ from harness.power.control_port import ControlPortPower
 from harness.power.driver import PowerDriver
 from harness.radio.virtual import VirtualControllerApplication
 from harness.testbed.model import DeviceSpec, TestbedSpec
+from testbeds.emulator.comms_hub import hub_control_port
 from testbeds.emulator.control_port import ControlPortServer
 from testbeds.emulator.defects import DEFECTS, unknown_defects
 from testbeds.emulator.device import DeviceConfig
@@ -92,7 +93,7 @@ class StartedTestbed:
 
     spec: TestbedSpec
     loop: asyncio.AbstractEventLoop
-    app: VirtualControllerApplication
+    app: VirtualControllerApplication | None  # None when the CH is an emulated device under test
     ports: dict[str, ControlPort]
     power: dict[str, PowerDriver]
     premises: Premises
@@ -129,7 +130,7 @@ class StartedTestbed:
 
 
 def _build_premises(spec: TestbedSpec, loop: asyncio.AbstractEventLoop, seed: int | None) -> Premises:
-    if spec.kind != "emulated" or spec.radio.type != "virtual":
+    if spec.kind != "emulated" or spec.radio.type not in ("virtual", "none"):
         raise BadInputError(
             "this version of the harness starts emulated testbeds only; bench testbeds with "
             f"{spec.radio.type!r} radios need the hardware radio drivers, which are not written yet",
@@ -163,19 +164,32 @@ def _build_premises(spec: TestbedSpec, loop: asyncio.AbstractEventLoop, seed: in
     )
 
 
+def _emulate(
+    premises: Premises, spec: TestbedSpec, name: str, clock_origin: float = 0.0
+) -> ControlPortServer:
+    """Create one emulated device and its control port (the CH's carries the CH commands)."""
+    if name == spec.coordinator.name:
+        return hub_control_port(premises.emulate_hub(name), clock_origin=clock_origin)
+    return ControlPortServer(premises.emulate(name), clock_origin=clock_origin)
+
+
 async def start_testbed(
     spec: TestbedSpec, loop: asyncio.AbstractEventLoop, *, seed: int | None = None
 ) -> StartedTestbed:
-    """Build the testbed's devices, open their control ports and the hub's radio; nothing is powered."""
-    coordinator = spec.device(spec.radio.plays)
+    """Build the testbed's devices, open their control ports and the hub's radio; nothing is powered.
+
+    With ``radio.type: none`` the CH is emulated too (the device under test, reached through its
+    control port like every other device) and there is no harness hub (``app`` is None).
+    """
+    coordinator = spec.coordinator
     premises = _build_premises(spec, loop, seed)
     servers: list[ControlPortServer] = []
     ports: dict[str, ControlPort] = {}
     try:
         for name in spec.devices:
-            if name == coordinator.name:
+            if name == coordinator.name and not spec.ch_under_test:
                 continue
-            server = ControlPortServer(premises.emulate(name))
+            server = _emulate(premises, spec, name)
             servers.append(server)
             port = ControlPort(name, await server.listen_tcp(), loop=loop)
             await port.open()
@@ -187,6 +201,10 @@ async def start_testbed(
             server.close()
         raise
     power: dict[str, PowerDriver] = {name: ControlPortPower(port) for name, port in ports.items()}
+    if spec.ch_under_test:
+        return StartedTestbed(
+            spec=spec, loop=loop, app=None, ports=ports, power=power, premises=premises, servers=servers
+        )
 
     network = zigpy.state.NetworkInfo(
         extended_pan_id=t.ExtendedPanId(t.EUI64.convert(spec.extended_pan_id)),
@@ -249,16 +267,17 @@ async def serve_testbed(
     """Build an emulated testbed and open each device's control port on TCP (and a pty if asked).
 
     The device the hub would play (``radio.plays``) is not emulated: with no hub the others run
-    without a coordinator, as a premises whose CH is switched off.
+    without a coordinator, as a premises whose CH is switched off. With ``radio.type: none`` the CH
+    is emulated too, with its CH commands.
     """
     premises = _build_premises(spec, loop, seed)
     servers: dict[str, ControlPortServer] = {}
     urls: dict[str, list[str]] = {}
     started = loop.time()
     for name in spec.devices:
-        if name == spec.radio.plays:
+        if name == spec.coordinator.name and not spec.ch_under_test:
             continue
-        server = ControlPortServer(premises.emulate(name), clock_origin=started)
+        server = _emulate(premises, spec, name, clock_origin=started)
         servers[name] = server
         urls[name] = [await server.listen_tcp(host)]
         if pty:

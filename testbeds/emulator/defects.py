@@ -118,6 +118,12 @@ DEFECTS: dict[str, str] = {
         "marks a new image good as soon as it starts, before its self-test, so a bad image is never "
         "reverted (MCUboot docs: confirm only after the application has checked itself)"
     ),
+    "ch-ignores-image-hash": (
+        "a Communications Hub that orders activation whatever image hash Activate Firmware names, "
+        "so a command meant for another image (or a tampered one) activates the image the device "
+        "holds (GBCS CS06 requires the hash check: 'hash mismatch' response; firmware that skips "
+        "the hash or signature check, G3)"
+    ),
 }
 
 SLOW_BLOCK_DELAY_S = 30.0

@@ -18,6 +18,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from testbeds.emulator import zdo
 from testbeds.emulator.device import DeviceConfig, DeviceLog, EmulatedDevice
@@ -35,6 +36,9 @@ from testbeds.emulator.node import (
     NodeIdentity,
 )
 from testbeds.emulator.security import NwkSecurity
+
+if TYPE_CHECKING:
+    from testbeds.emulator.comms_hub import CommsHub
 
 
 @dataclass(frozen=True)
@@ -249,9 +253,17 @@ class Premises:
         return device
 
     def attach_coordinator(
-        self, name: str, on_data: Callable[[ApsIndication], None], log: Callable[[str], None]
+        self,
+        name: str,
+        on_data: Callable[[ApsIndication], None],
+        log: Callable[[str], None],
+        frame_counter: Callable[[], int] | None = None,
     ) -> CoordinatorRadio:
-        """Switch on the coordinator radio for device ``name``; its received data goes to ``on_data``."""
+        """Switch on the coordinator radio for device ``name``; its received data goes to ``on_data``.
+
+        ``frame_counter`` gives the NWK frame counter of each secured frame sent (an emulated CH keeps
+        it in flash so it survives a power cut); without it the counter starts at 0 in RAM.
+        """
         config = self.configs[name]
         node = Node(
             loop=self.loop,
@@ -266,6 +278,7 @@ class Premises:
             log=log,
             security=NwkSecurity(self.network_key, self.network_key_sequence) if self.network_key else None,
             children=self._commissioned_children(name),
+            frame_counter=frame_counter,
         )
         link_keys = {
             d.ieee: link_key_from_install_code(d.install_code)
@@ -282,6 +295,31 @@ class Premises:
         node.start()
         self.coordinator = CoordinatorRadio(node, trust_centre)
         return self.coordinator
+
+    def emulate_hub(self, name: str) -> CommsHub:
+        """Create the emulated Communications Hub ``name`` (powered off until :meth:`power_on`).
+
+        The CH is an application (OTA server, Gas Proxy Function, GBCS commands on its control port)
+        on this premises' coordinator radio (:meth:`attach_coordinator`); every other device of the
+        premises is in its device log.
+        """
+        from testbeds.emulator.comms_hub import CommsHub
+
+        config = self.configs[name]
+        hub = CommsHub(
+            config,
+            attach=lambda on_data, log, counter: self.attach_coordinator(name, on_data, log, counter),
+            clients=[c for c in self.configs.values() if c.name != name],
+            loop=self.loop,
+            medium=self.medium,
+            addresses=self.addresses,
+            routes=self._routes_for(config),
+            rng=random.Random(f"{self.seed}/{name}"),
+            log=self.log,
+            ieee_map={c.ieee: c.nwk for c in self.configs.values()},
+        )
+        self.devices[name] = hub
+        return hub
 
     def power_on(self, name: str) -> None:
         """Apply power to an emulated device."""

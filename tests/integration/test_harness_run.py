@@ -2,8 +2,9 @@
 
 One module-scoped run of the real command (README command (a)) feeds every test here: the Robot
 suite ``suites/robot/ota_basic.robot`` updates B2 through B1, then B1, then the sleepy GSME through
-both. The checks then trust only the files the run left: the manifest, the timeline, and the capture
-as decoded by tshark, an independent decoder.
+both; ``gbcs_ch.robot`` (run first) updates B2 through the emulated CH under test on its own
+testbed. The checks then trust only the files the run left: the manifest, the timeline, and the
+capture as decoded by tshark, an independent decoder.
 """
 
 from __future__ import annotations
@@ -61,11 +62,12 @@ def test_default_run_exits_zero_with_every_output(
         "B2-0x01010000.zigbee.ota",
         "B2-0x01020000.zigbee.ota",
         "B2-0x01030000.gbcs.ota",
+        "B2-0x01040000.gbcs.ota",  # served by the emulated CH (gbcs_ch.robot)
         "B2-0x02000000.zigbee.ota",
         "GSME-0x01010000.gbcs.ota",
     ]
     record = json.loads((out / "run.json").read_text())
-    assert [t["verdict"] for t in record["tests"]] == ["PASS"] * 7
+    assert [t["verdict"] for t in record["tests"]] == ["PASS"] * 9
     assert [(t["device"], t["to_version"], t["verdict"]) for t in record["transfers"]] == [
         ("B2", 0x01010000, "PASS"),
         ("B1", 0x01010000, "PASS"),
@@ -176,7 +178,8 @@ def test_tshark_rebuilds_every_served_image_from_the_capture(
             image.extend(b"\0" * (start + len(block) - len(image)))
         image[start : start + len(block)] = block
     served_images = sorted((out / "evidence" / "images").iterdir())
-    assert len(served_images) == len(rebuilt) == 7
+    # Seven served by the harness's hub, one by the emulated CH under test (gbcs_ch.robot).
+    assert len(served_images) == len(rebuilt) == 8
     for served in served_images:
         device, version = served.name.split(".")[0].split("-")
         rebuilt_image = bytes(rebuilt[(nwk_of[device], int(version, 16))])
