@@ -106,8 +106,10 @@ def boot(flash: Flash) -> BootResult:
         if not resumed:
             problem = _check_secondary(flash, new)
             if problem is not None:
-                # MCUboot erases a secondary image that fails validation; here the request is dropped.
+                # MCUboot erases a secondary image that fails validation: the request is called off
+                # and the download thrown away, so the firmware does not ask for it again.
                 flash.append_record(REC_CANCEL, b"")
+                flash.discard_download()
                 return _start(flash, old, "normal", f"install refused: {problem}")
         _swap(flash, OP_SWAP, sectors, state.progress.get(OP_SWAP))
         flash.append_record(REC_DONE, bytes([OP_SWAP]))
