@@ -44,6 +44,7 @@ KEYWORDS = (
     "cut_power",
     "restore_power",
     "power_cycle_device",
+    "flash_power_fail_sweep",
 )
 
 

@@ -454,6 +454,43 @@ class OtaLibrary:
         """
         self._session().power_cycle_device(device, off_time)
 
+    # ------------------------------------------------------------------------ flash sweep
+    @keyword
+    @_classified
+    def flash_power_fail_sweep(
+        self,
+        device: str,
+        image_size: str = "16KiB",
+        random_sequences: str = "100",
+        paths: str = "upgrade,revert",
+        seed: str | None = None,
+    ) -> str:
+        """Cuts power at every flash step of an install on ``device`` and checks it always recovers.
+
+        Through the device's control port, a scratch copy of the device's flash (never the flash
+        the device runs from) installs an ``image_size`` image while the power is cut before, after
+        and in the middle of each flash step in turn, on each of ``paths``: ``upgrade`` (a good
+        image), ``revert`` (an image that fails its self-test, which the bootloader must swap back)
+        and ``download`` (the block writes and the record of how far the download got). Then come
+        ``random_sequences`` seeded sequences of one to five cuts, each landing while the device
+        recovers from the one before (``seed``: default the run's seed). After every cut the device
+        is powered up until it settles.
+
+        Passes when no point leaves the device bricked and every point ends running the image it
+        must (the new one after an upgrade or a download, the old one after a revert), with both
+        slots holding the expected images (SHA-256, computed by the harness from the images it
+        built) and the boot flags agreeing. Fails naming the first failing path, step and cut mode.
+        The counts and the first failing points are recorded in the run's events (``flash-sweep``).
+        Returns the verdict's reason.
+
+        | `Flash Power Fail Sweep` | B1 |
+        | `Flash Power Fail Sweep` | B2 | image_size=64KiB | random_sequences=1000 |
+        | `Flash Power Fail Sweep` | GSME | paths=upgrade,revert,download |
+        """
+        return (
+            self._session().flash_power_fail_sweep(device, image_size, random_sequences, paths, seed).reason
+        )
+
 
 def _env_int(name: str) -> int | None:
     value = os.environ.get(name)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Coroutine
@@ -35,6 +36,7 @@ from harness.hub.ota_server import OtaServerPolicy, OtaTransfer, TransferOutcome
 from harness.ota.image import OtaImage, build_image_of_total_size, load_image
 from harness.ota.manifest import make_manifest
 from harness.power.driver import PowerDriver
+from harness.scenarios.flash_sweep import parse_paths, run_flash_sweep, sweep_images
 from harness.scenarios.progress import NoProgress, ProgressSink
 from harness.scenarios.values import format_version, parse_budget, parse_size, parse_version
 from harness.scenarios.verdicts import Verdict, VerdictResult, classify, worst
@@ -945,6 +947,69 @@ class OtaSession:
             )
         return power
 
+    # ---------------------------------------------------------------------- flash sweep (G1)
+    def flash_power_fail_sweep(
+        self,
+        device: str,
+        image_size: str | int = "16KiB",
+        random_sequences: str | int = 100,
+        paths: str | list[str] | tuple[str, ...] = "upgrade,revert",
+        seed: str | int | None = None,
+    ) -> VerdictResult:
+        """Cut power at every flash step of an install on ``device`` and check it always recovers.
+
+        Through the device's control port (its test hooks, docs/control-port.md) the harness has a
+        scratch copy of the device's flash install an ``image_size`` image, with the power cut
+        before, after and in the middle of each flash step in turn, on each path of ``paths``
+        (``upgrade``: a good image; ``revert``: one that fails its self-test and must be swapped
+        back; ``download``: the block writes and their bookkeeping), then ``random_sequences``
+        seeded sequences of 1-5 cuts. Each time it powers the device up until it settles. PASS
+        when no point leaves the device bricked and each runs the image it must (new after an
+        upgrade, old after a revert) with both slots holding the expected images (SHA-256) and its
+        boot flags agreeing; FAIL names the first failing path, step and cut mode. The summary
+        (counts and the first failing points) goes into the run's events as ``flash-sweep``.
+        """
+        testbed, spec, _ = self._require()
+        dev = spec.device(device)
+        port = testbed.ports.get(device)
+        if port is None:
+            raise BadInputError(
+                "has no control port on this testbed (the hub's own CH cannot be swept)",
+                field="device",
+                value=device,
+            )
+        size = parse_size(image_size, field="image_size")
+        count = _count(random_sequences, "random_sequences")
+        chosen = parse_paths(paths)
+        seed_value = self.record.seed if seed is None else _count(seed, "seed")
+        old, new = sweep_images(dev.manufacturer_code, dev.image_type, dev.firmware_version, size)
+        self._event("flash-sweep-start", device=device, image_size=size, paths=list(chosen), seed=seed_value)
+        summary = self.run(
+            run_flash_sweep(
+                port,
+                device,
+                old_image=old,
+                new_image=new,
+                paths=chosen,
+                random_sequences=count,
+                seed=seed_value,
+            )
+        )
+        self._event(
+            "flash-sweep",
+            **{k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in summary.as_json().items()},
+        )
+        steps = ", ".join(f"{path} {n} steps" for path, n in summary.steps.items())
+        scope = f"{summary.points} points ({steps}, 3 cut modes each; {count} random sequences)"
+        if not summary.passed:
+            raise DeviceFault(
+                f"{device}: flash power-fail sweep: {summary.failed} of {scope} failed, "
+                f"{summary.bricked} bricked; first: {summary.failures[0].describe()}"
+            )
+        result = VerdictResult(Verdict.PASS, f"{device}: flash power-fail sweep: all {scope} recovered")
+        self.note_verdict(result)
+        return result
+
     # ------------------------------------------------------------------------------ status
     def testbed_time(self) -> float:
         """Seconds of testbed time since the session began."""
@@ -965,6 +1030,18 @@ def _behaviour_names(value: str | list[str] | tuple[str, ...] | None) -> list[st
     if isinstance(value, str):
         return [name.strip() for name in value.split(",") if name.strip()]
     return [str(name).strip() for name in value]
+
+
+def _count(value: str | int, field: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    else:
+        raise BadInputError("must be a whole number, 0 or more", field=field, value=value)
+    if number < 0:
+        raise BadInputError("must be a whole number, 0 or more", field=field, value=value)
+    return number
 
 
 def _p2p_protocol(value: int | str | None) -> int | None:

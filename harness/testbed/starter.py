@@ -29,7 +29,8 @@ from harness.radio.virtual import VirtualControllerApplication
 from harness.testbed.model import DeviceSpec, TestbedSpec
 from testbeds.emulator.control_port import ControlPortServer
 from testbeds.emulator.defects import DEFECTS, unknown_defects
-from testbeds.emulator.device import DeviceConfig
+from testbeds.emulator.device import DeviceConfig, EmulatedDevice
+from testbeds.emulator.flash_sweep import flash_sweep_commands
 from testbeds.emulator.premises import CoordinatorRadio, LinkConfig, Premises
 
 FrameSink = Callable[[bytes, str, str, str], None]
@@ -82,6 +83,11 @@ def check_behaviours(names: list[str]) -> None:
             field="behaviours",
             value=unknown[0],
         )
+
+
+def _control_port(device: EmulatedDevice, clock_origin: float = 0.0) -> ControlPortServer:
+    """An emulated device's control port, with the test hooks every emulated device has."""
+    return ControlPortServer(device, clock_origin=clock_origin, extra_commands=flash_sweep_commands(device))
 
 
 @dataclass
@@ -173,7 +179,7 @@ async def start_testbed(
         for name in spec.devices:
             if name == coordinator.name:
                 continue
-            server = ControlPortServer(premises.emulate(name))
+            server = _control_port(premises.emulate(name))
             servers.append(server)
             port = ControlPort(name, await server.listen_tcp(), loop=loop)
             await port.open()
@@ -254,7 +260,7 @@ async def serve_testbed(
     for name in spec.devices:
         if name == spec.radio.plays:
             continue
-        server = ControlPortServer(premises.emulate(name), clock_origin=started)
+        server = _control_port(premises.emulate(name), clock_origin=started)
         servers[name] = server
         urls[name] = [await server.listen_tcp(host)]
         if pty:

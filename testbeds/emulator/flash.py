@@ -293,6 +293,10 @@ class Flash:
         self.defects = frozenset(defects)
         self.faults: FlashFaults | None = None
         self.self_test_fails = False
+        # Test hook (the flash sweep's revert path): images, by SHA-256, that fail their self-test.
+        self.self_test_fails_for: frozenset[bytes] = frozenset()
+        # PEM of the public key the bootloader checks image signatures with (None: no check).
+        self.trusted_key: bytes | None = None
         span = self.sector_count * self.sector_size
         # Records: 11 bytes each (type, length, 4-byte status, CRC-32, commit); room for a swap and a
         # revert of every sector, the tries, and the request (84-byte payload).
