@@ -195,6 +195,7 @@ class OtaLibrary:
         form: str = "zigbee",
         p2p_protocol: int | None = None,
         behaviours: str | None = None,
+        sign_key: str | None = None,
     ) -> str:
         """Builds an OTA image for ``device`` and returns the path of the file.
 
@@ -210,14 +211,19 @@ class OtaLibrary:
         ``behaviours``, the emulated defects the new firmware has (comma-separated names from
         docs/testbed.md; default: none, a healthy firmware).
 
+        With ``sign_key``, a PEM file holding an ECDSA P-256 private key, the image ends in a
+        signature sub-element (docs/signing.md; zigbee form only) that devices trusting the
+        matching public key (testbed field ``signing_key``) check; ``size`` counts it.
+
         | ${image}= | `Build Firmware Image` | B2 | 1.1.0.0 |
         | ${image}= | `Build Firmware Image` | GSME | 0x01010000 | size=64KiB | form=gbcs |
         | ${image}= | `Build Firmware Image` | B1 | 1.1.0.0 | stack_version=3 |
         | ${image}= | `Build Firmware Image` | B1 | 1.1.0.0 | p2p_protocol=2 | behaviours=p2p-protocol-skew |
+        | ${image}= | `Build Firmware Image` | B2 | 1.1.0.0 | sign_key=keys/vendor.key.pem |
         """
         return str(
             self._session().build_firmware_image(
-                device, version, size, stack_version, form, p2p_protocol, behaviours
+                device, version, size, stack_version, form, p2p_protocol, behaviours, sign_key
             )
         )
 

@@ -35,6 +35,7 @@ from harness.hub.hub import Hub
 from harness.hub.ota_server import OtaServerPolicy, OtaTransfer, TransferOutcome, TransferProgress
 from harness.ota.image import OtaImage, build_image_of_total_size, load_image
 from harness.ota.manifest import make_manifest
+from harness.ota.signing import SIGNATURE_LENGTH, load_signing_key, sign_image
 from harness.power.driver import PowerDriver
 from harness.scenarios.flash_sweep import parse_paths, run_flash_sweep, sweep_images
 from harness.scenarios.progress import NoProgress, ProgressSink
@@ -291,12 +292,15 @@ class OtaSession:
         form: str = "zigbee",
         p2p_protocol: int | str | None = None,
         behaviours: str | list[str] | tuple[str, ...] | None = None,
+        sign_key: str | Path | None = None,
     ) -> Path:
         """Build an OTA image for ``device`` (its manufacturer code and image type) and return its path.
 
         The image's firmware starts with a manifest (docs/firmware-manifest.md): its version, the
         stack version, the P2P protocol ``p2p_protocol`` (None: the device keeps its own) and the
         emulated ``behaviours`` (defect names, a list or a comma-separated string; none: healthy).
+        With ``sign_key`` (a PEM ECDSA P-256 private key) the image ends in a signature sub-element
+        (docs/signing.md; zigbee form only); ``size`` counts it.
         """
         spec = self._device_spec(device)
         file_version = parse_version(version)
@@ -312,8 +316,13 @@ class OtaSession:
             p2p_protocol=_p2p_protocol(p2p_protocol),
             behaviours=names,
         )
+        key = load_signing_key(sign_key) if sign_key is not None else None
+        if key is not None and form != "zigbee":
+            raise BadInputError(
+                "needs form=zigbee: a gbcs body has no sub-elements", field="sign_key", value=str(sign_key)
+            )
         image = build_image_of_total_size(
-            total,
+            total - (SIGNATURE_LENGTH + 6 if key is not None else 0),
             manufacturer_code=spec.manufacturer_code,
             image_type=spec.image_type,
             file_version=file_version,
@@ -323,6 +332,8 @@ class OtaSession:
             seed=file_version ^ (spec.image_type << 32),
             manifest=manifest,
         )
+        if key is not None:
+            image = sign_image(image, key)
         data = image.serialize()
         path = self.recorder.add_image(data, f"{device}-0x{file_version:08X}.{form}.ota")
         self.images[str(path)] = image
@@ -333,6 +344,7 @@ class OtaSession:
             file_version=f"0x{file_version:08X}",
             size=len(data),
             form=form,
+            signed=key is not None,
         )
         return path
 

@@ -308,6 +308,12 @@ class DeviceSpec(_Spec):
         description="emulated testbeds only: firmware defects to switch on (see docs/testbed.md), "
         "so a test can show a check catches them; empty for healthy firmware",
     )
+    signing_key: str | None = Field(
+        default=None,
+        description="a PEM file (relative to the testbed file) holding the ECDSA P-256 public key the "
+        "device trusts: it then installs only images signed with the matching private key "
+        "(docs/signing.md); none: the device checks no signatures",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import zigpy.state
 import zigpy.types as t
 import zigpy.zdo.types as zdo_t
 
 from harness.errors import BadInputError
+from harness.ota.signing import load_verifying_key
 from harness.ports.control import ControlPort
 from harness.power.control_port import ControlPortPower
 from harness.power.driver import PowerDriver
@@ -39,6 +41,33 @@ FrameSink = Callable[[bytes, str, str, str], None]
 
 def _eui64(ieee_bytes: bytes) -> t.EUI64:
     return t.EUI64(ieee_bytes)
+
+
+def signing_key_pem(spec: DeviceSpec, testbed: TestbedSpec) -> bytes | None:
+    """The PEM bytes of the device's trusted signing key (None if it has none).
+
+    The path is relative to the testbed file. A file that cannot be read, or that is not an ECDSA
+    P-256 public key, is `BadInputError` naming ``devices.<name>.signing_key`` and the path.
+    """
+    if spec.signing_key is None:
+        return None
+    source = testbed.source
+    path = Path(spec.signing_key)
+    if not path.is_absolute() and source is not None:
+        path = source.parent / path
+    where = str(source) if source is not None else None
+    field = f"devices.{spec.name}.signing_key"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BadInputError(
+            f"cannot be read ({exc.strerror}: {path})", file=where, field=field, value=spec.signing_key
+        ) from None
+    try:
+        load_verifying_key(data, field=field, value=spec.signing_key)
+    except BadInputError as exc:
+        raise BadInputError(exc.reason, file=where, field=field, value=spec.signing_key) from None
+    return data
 
 
 def device_config(spec: DeviceSpec, testbed: TestbedSpec) -> DeviceConfig:
@@ -64,6 +93,7 @@ def device_config(spec: DeviceSpec, testbed: TestbedSpec) -> DeviceConfig:
         defects=frozenset(spec.defects),
         network_key=testbed.network_key_bytes,
         network_key_sequence=testbed.network_key_sequence,
+        signing_key=signing_key_pem(spec, testbed),
     )
 
 

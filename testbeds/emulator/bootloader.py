@@ -31,7 +31,13 @@ Defects (see :mod:`testbeds.emulator.defects`) are read from ``flash.defects``:
 ``bricks-on-cut-during-swap`` swaps without logging its progress, so a cut mid-swap cannot be
 resumed; ``torn-boot-flags`` writes boot-state records without CRC and commit byte and reads them at
 face value; ``no-boot-try-counter`` never counts boots and so never reverts;
-``confirms-before-self-test`` confirms the image as soon as it starts.
+``confirms-before-self-test`` confirms the image as soon as it starts; ``skips-signature-check``
+swaps in an image whatever its signature.
+
+Signatures: when the device trusts a signing key (``flash.trusted_key``, from the testbed's
+``signing_key``), an image must be signed by it (``docs/signing.md``, checked by
+:mod:`testbeds.emulator.signature`) before it is swapped in; one that is not is refused like an
+image whose SHA-256 is wrong: the request is called off and the download thrown away.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ from .flash import (
     sectors_for,
 )
 from .ota_file import OtaFileError, parse_header
+from .signature import signature_problem
 
 __all__ = [
     "BootAction",
@@ -140,6 +147,10 @@ def _check_secondary(flash: Flash, new: ImageInfo) -> str | None:
         return f"header says {header.total_image_size} bytes, the request {new.size}"
     if hashlib.sha256(image).digest() != new.sha256:
         return "SHA-256 of the secondary slot differs from the one recorded at download"
+    if flash.trusted_key is not None and "skips-signature-check" not in flash.defects:
+        problem = signature_problem(image, flash.trusted_key)
+        if problem is not None:
+            return f"signature check failed: {problem}"
     return None
 
 

@@ -93,6 +93,7 @@ class DeviceConfig:
     network_key: bytes | None = None
     network_key_sequence: int = 0
     p2p_protocol: int = 1
+    signing_key: bytes | None = None  # PEM public key images must be signed with (None: no check)
 
 
 @dataclass
@@ -164,6 +165,7 @@ class EmulatedDevice:
                 listener(True)
         # The bootloader runs first: it finishes an install or a revert, then starts the primary image.
         self.flash.defects = self.factory_config.defects
+        self.flash.trusted_key = self.factory_config.signing_key
         result = boot(self.flash)
         if result.action == "bricked":
             self.log(f"boot #{self.boots}: bootloader found no image to start ({result.detail}); dead")
@@ -171,7 +173,7 @@ class EmulatedDevice:
         self._apply_firmware_manifest()
         running = self.flash.running
         self.log(f"boot #{self.boots}: firmware 0x{running.file_version:08X} stack {running.stack_version}")
-        if result.action != "normal" or not self.flash.confirmed:
+        if result.action != "normal" or not self.flash.confirmed or "refused" in result.detail:
             self.log(f"bootloader: {result.action}: {result.detail}")
         firmware_started(self.flash)
         identity = NodeIdentity(
@@ -208,6 +210,7 @@ class EmulatedDevice:
                 # Healthy GB firmware refuses an older image unless told otherwise (DESIGN: downgrade
                 # only when asked for explicitly).
                 allow_downgrade="accepts-downgrade" in self.config.defects,
+                trusted_key=self.config.signing_key,
             ),
             send=self._send_ota_command,
             reboot=self._reboot,
