@@ -63,7 +63,10 @@ OTA_SERVER_ENDPOINT = 1
 POWER_SOURCE_MAINS = 0x01
 POWER_SOURCE_BATTERY = 0x03
 
-_DEVICE_IDS = {"ESME": 0x0501, "GSME": 0x0501, "IHD": 0x0507, "PPMID": 0x0507, "HCALCS": 0x0502}
+ON_OFF_CLUSTER = 0x0006
+# ZigBee Smart Energy device ids (SE 1.x): metering device, in-home display, prepayment terminal,
+# load control device. Bridges report 0x0008 (range extender), see simple_descriptor.
+_DEVICE_IDS = {"ESME": 0x0501, "GSME": 0x0501, "IHD": 0x0502, "PPMID": 0x0506, "HCALCS": 0x0504}
 
 
 @dataclass(frozen=True)
@@ -455,6 +458,8 @@ class EmulatedDevice:
             self._on_ota(ind, frame)
         elif ind.cluster == METERING_CLUSTER and self._is_meter and not frame.cluster_specific:
             self._answer_global(ind, frame, self.metering_attribute)
+        elif ind.cluster == ON_OFF_CLUSTER and self._switches_load and not frame.cluster_specific:
+            self._answer_global(ind, frame, self.on_off_attribute)
         elif ind.cluster == IDENTIFY_CLUSTER and not frame.cluster_specific:
             self._answer_global(ind, frame, lambda attr: (zcl.UINT16, 0) if attr == 0 else None)
         elif not ind.broadcast:
@@ -561,6 +566,16 @@ class EmulatedDevice:
     def _is_meter(self) -> bool:
         return self.config.type in ("ESME", "GSME")
 
+    @property
+    def _switches_load(self) -> bool:
+        return self.config.type == "HCALCS"
+
+    def on_off_attribute(self, attr_id: int) -> tuple[int, object] | None:
+        """Value of an On/Off cluster attribute (the HCALCS's load switch): the load is switched on."""
+        if attr_id == 0x0000:  # OnOff
+            return zcl.BOOL, True
+        return None
+
     def metering_attribute(self, attr_id: int) -> tuple[int, object] | None:
         """Value of a Metering cluster attribute (meters only): the register advances with time."""
         if attr_id == 0x0000:  # CurrentSummationDelivered, in Wh: about 0.3 kW of steady load
@@ -575,6 +590,8 @@ class EmulatedDevice:
             return self.basic_attribute(attr_id)
         if cluster == METERING_CLUSTER and self._is_meter:
             return self.metering_attribute(attr_id)
+        if cluster == ON_OFF_CLUSTER and self._switches_load:
+            return self.on_off_attribute(attr_id)
         return None
 
     def _send_report(self, binding: Binding, payload: bytes) -> None:
@@ -710,9 +727,11 @@ class EmulatedDevice:
         )
 
     def simple_descriptor(self) -> zdo.SimpleDescriptor:
-        """The application endpoint: Basic, Identify (and Metering on meters) served, OTA as a client."""
+        """The application endpoint: Basic, Identify (Metering on meters, On/Off on a load switch)
+        served, OTA as a client."""
         device_id = _DEVICE_IDS.get(self.config.type, 0x0008)  # 0x0008: range extender (bridges)
         served = [BASIC_CLUSTER, IDENTIFY_CLUSTER] + ([METERING_CLUSTER] if self._is_meter else [])
+        served += [ON_OFF_CLUSTER] if self._switches_load else []
         return zdo.SimpleDescriptor(
             endpoint=APP_ENDPOINT,
             profile=HA_PROFILE,
