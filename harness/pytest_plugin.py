@@ -50,6 +50,7 @@ KEYWORDS = (
     "wait_for_ch_alert",
     "ch_activate_firmware",
     "ch_read_firmware_version",
+    "flash_power_fail_sweep",
 )
 
 

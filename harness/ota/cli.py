@@ -34,6 +34,7 @@ from harness.ota.image import (
     parse_image,
 )
 from harness.ota.manifest import make_manifest
+from harness.ota.signing import SIGNATURE_LENGTH, load_signing_key, sign_image
 
 EXIT_MISMATCH = 1
 EXIT_BAD_INPUT = 3
@@ -294,6 +295,16 @@ def build(
         str,
         typer.Option("--seed", metavar="INT", help="Seed of the generated payload: same seed, same bytes."),
     ] = "0",
+    sign_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--sign-key",
+            metavar="PEM",
+            help="Sign with this ECDSA P-256 private key (unencrypted PEM): a signature sub-element "
+            "(tag 0x0001) ends the file (docs/signing.md); zigbee form only. --size counts it.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Build an OTA file and print its path, size and SHA-256."""
     with _bad_input():
@@ -342,8 +353,20 @@ def build(
             except BadInputError as exc:
                 bad = exc.value if isinstance(exc.value, str) else ", ".join(behaviour or [])
                 raise OptionValueError("--behaviour", bad, exc.reason) from None
+        key = None
+        if sign_key is not None:
+            if checked_form != "zigbee":
+                raise OptionValueError(
+                    "--sign-key", str(sign_key), "needs --form zigbee: a gbcs body has no sub-elements"
+                )
+            try:
+                key = load_signing_key(sign_key)
+            except BadInputError as exc:
+                raise OptionValueError("--sign-key", str(sign_key), exc.reason) from None
         if size is not None:
             total = parse_int(size, "--size", _UINT32)
+            if key is not None:
+                total -= SIGNATURE_LENGTH + 6
             try:
                 image = build_image_of_total_size(total, seed=seed_value, **fields)
             except BadInputError as exc:
@@ -357,6 +380,8 @@ def build(
                 else _read_input(payload, "payload file")
             )
             image = build_image(payload=body, **fields)
+        if key is not None:
+            image = sign_image(image, key)
         data = image.serialize()
         write_atomically(output, data)
     _report_written(output, data, f"{image.form} form{_manifest_note(image)}")

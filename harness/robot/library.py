@@ -205,6 +205,7 @@ class OtaLibrary:
         form: str = "zigbee",
         p2p_protocol: int | None = None,
         behaviours: str | None = None,
+        sign_key: str | None = None,
     ) -> str:
         """Builds an OTA image for ``device`` and returns the path of the file.
 
@@ -220,14 +221,19 @@ class OtaLibrary:
         ``behaviours``, the emulated defects the new firmware has (comma-separated names from
         docs/testbed.md; default: none, a healthy firmware).
 
+        With ``sign_key``, a PEM file holding an ECDSA P-256 private key, the image ends in a
+        signature sub-element (docs/signing.md; zigbee form only) that devices trusting the
+        matching public key (testbed field ``signing_key``) check; ``size`` counts it.
+
         | ${image}= | `Build Firmware Image` | B2 | 1.1.0.0 |
         | ${image}= | `Build Firmware Image` | GSME | 0x01010000 | size=64KiB | form=gbcs |
         | ${image}= | `Build Firmware Image` | B1 | 1.1.0.0 | stack_version=3 |
         | ${image}= | `Build Firmware Image` | B1 | 1.1.0.0 | p2p_protocol=2 | behaviours=p2p-protocol-skew |
+        | ${image}= | `Build Firmware Image` | B2 | 1.1.0.0 | sign_key=keys/vendor.key.pem |
         """
         return str(
             self._session().build_firmware_image(
-                device, version, size, stack_version, form, p2p_protocol, behaviours
+                device, version, size, stack_version, form, p2p_protocol, behaviours, sign_key
             )
         )
 
@@ -563,6 +569,43 @@ class OtaLibrary:
         | `Power Cycle Device` | B1 | off_time=1min |
         """
         self._session().power_cycle_device(device, off_time)
+
+    # ------------------------------------------------------------------------ flash sweep
+    @keyword
+    @_classified
+    def flash_power_fail_sweep(
+        self,
+        device: str,
+        image_size: str = "16KiB",
+        random_sequences: str = "100",
+        paths: str = "upgrade,revert",
+        seed: str | None = None,
+    ) -> str:
+        """Cuts power at every flash step of an install on ``device`` and checks it always recovers.
+
+        Through the device's control port, a scratch copy of the device's flash (never the flash
+        the device runs from) installs an ``image_size`` image while the power is cut before, after
+        and in the middle of each flash step in turn, on each of ``paths``: ``upgrade`` (a good
+        image), ``revert`` (an image that fails its self-test, which the bootloader must swap back)
+        and ``download`` (the block writes and the record of how far the download got). Then come
+        ``random_sequences`` seeded sequences of one to five cuts, each landing while the device
+        recovers from the one before (``seed``: default the run's seed). After every cut the device
+        is powered up until it settles.
+
+        Passes when no point leaves the device bricked and every point ends running the image it
+        must (the new one after an upgrade or a download, the old one after a revert), with both
+        slots holding the expected images (SHA-256, computed by the harness from the images it
+        built) and the boot flags agreeing. Fails naming the first failing path, step and cut mode.
+        The counts and the first failing points are recorded in the run's events (``flash-sweep``).
+        Returns the verdict's reason.
+
+        | `Flash Power Fail Sweep` | B1 |
+        | `Flash Power Fail Sweep` | B2 | image_size=64KiB | random_sequences=1000 |
+        | `Flash Power Fail Sweep` | GSME | paths=upgrade,revert,download |
+        """
+        return (
+            self._session().flash_power_fail_sweep(device, image_size, random_sequences, paths, seed).reason
+        )
 
 
 def _env_int(name: str) -> int | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Coroutine
@@ -35,8 +36,10 @@ from harness.hub.hub import Hub
 from harness.hub.ota_server import OtaServerPolicy, OtaTransfer, TransferOutcome, TransferProgress
 from harness.ota.image import OtaImage, build_image_of_total_size, load_image
 from harness.ota.manifest import make_manifest
+from harness.ota.signing import SIGNATURE_LENGTH, load_signing_key, sign_image
 from harness.power.driver import PowerDriver
 from harness.scenarios.ch import ChKeywords
+from harness.scenarios.flash_sweep import parse_paths, run_flash_sweep, sweep_images
 from harness.scenarios.progress import NoProgress, ProgressSink
 from harness.scenarios.values import format_version, parse_budget, parse_size, parse_version
 from harness.scenarios.verdicts import Verdict, VerdictResult, classify, worst
@@ -314,12 +317,15 @@ class OtaSession(ChKeywords):
         form: str = "zigbee",
         p2p_protocol: int | str | None = None,
         behaviours: str | list[str] | tuple[str, ...] | None = None,
+        sign_key: str | Path | None = None,
     ) -> Path:
         """Build an OTA image for ``device`` (its manufacturer code and image type) and return its path.
 
         The image's firmware starts with a manifest (docs/firmware-manifest.md): its version, the
         stack version, the P2P protocol ``p2p_protocol`` (None: the device keeps its own) and the
         emulated ``behaviours`` (defect names, a list or a comma-separated string; none: healthy).
+        With ``sign_key`` (a PEM ECDSA P-256 private key) the image ends in a signature sub-element
+        (docs/signing.md; zigbee form only); ``size`` counts it.
         """
         spec = self._device_spec(device)
         file_version = parse_version(version)
@@ -335,8 +341,13 @@ class OtaSession(ChKeywords):
             p2p_protocol=_p2p_protocol(p2p_protocol),
             behaviours=names,
         )
+        key = load_signing_key(sign_key) if sign_key is not None else None
+        if key is not None and form != "zigbee":
+            raise BadInputError(
+                "needs form=zigbee: a gbcs body has no sub-elements", field="sign_key", value=str(sign_key)
+            )
         image = build_image_of_total_size(
-            total,
+            total - (SIGNATURE_LENGTH + 6 if key is not None else 0),
             manufacturer_code=spec.manufacturer_code,
             image_type=spec.image_type,
             file_version=file_version,
@@ -346,6 +357,8 @@ class OtaSession(ChKeywords):
             seed=file_version ^ (spec.image_type << 32),
             manifest=manifest,
         )
+        if key is not None:
+            image = sign_image(image, key)
         data = image.serialize()
         path = self.recorder.add_image(data, f"{device}-0x{file_version:08X}.{form}.ota")
         self.images[str(path)] = image
@@ -356,6 +369,7 @@ class OtaSession(ChKeywords):
             file_version=f"0x{file_version:08X}",
             size=len(data),
             form=form,
+            signed=key is not None,
         )
         return path
 
@@ -1020,6 +1034,69 @@ class OtaSession(ChKeywords):
             )
         return power
 
+    # ---------------------------------------------------------------------- flash sweep (G1)
+    def flash_power_fail_sweep(
+        self,
+        device: str,
+        image_size: str | int = "16KiB",
+        random_sequences: str | int = 100,
+        paths: str | list[str] | tuple[str, ...] = "upgrade,revert",
+        seed: str | int | None = None,
+    ) -> VerdictResult:
+        """Cut power at every flash step of an install on ``device`` and check it always recovers.
+
+        Through the device's control port (its test hooks, docs/control-port.md) the harness has a
+        scratch copy of the device's flash install an ``image_size`` image, with the power cut
+        before, after and in the middle of each flash step in turn, on each path of ``paths``
+        (``upgrade``: a good image; ``revert``: one that fails its self-test and must be swapped
+        back; ``download``: the block writes and their bookkeeping), then ``random_sequences``
+        seeded sequences of 1-5 cuts. Each time it powers the device up until it settles. PASS
+        when no point leaves the device bricked and each runs the image it must (new after an
+        upgrade, old after a revert) with both slots holding the expected images (SHA-256) and its
+        boot flags agreeing; FAIL names the first failing path, step and cut mode. The summary
+        (counts and the first failing points) goes into the run's events as ``flash-sweep``.
+        """
+        testbed, spec, _ = self._require()
+        dev = spec.device(device)
+        port = testbed.ports.get(device)
+        if port is None:
+            raise BadInputError(
+                "has no control port on this testbed (the hub's own CH cannot be swept)",
+                field="device",
+                value=device,
+            )
+        size = parse_size(image_size, field="image_size")
+        count = _count(random_sequences, "random_sequences")
+        chosen = parse_paths(paths)
+        seed_value = self.record.seed if seed is None else _count(seed, "seed")
+        old, new = sweep_images(dev.manufacturer_code, dev.image_type, dev.firmware_version, size)
+        self._event("flash-sweep-start", device=device, image_size=size, paths=list(chosen), seed=seed_value)
+        summary = self.run(
+            run_flash_sweep(
+                port,
+                device,
+                old_image=old,
+                new_image=new,
+                paths=chosen,
+                random_sequences=count,
+                seed=seed_value,
+            )
+        )
+        self._event(
+            "flash-sweep",
+            **{k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in summary.as_json().items()},
+        )
+        steps = ", ".join(f"{path} {n} steps" for path, n in summary.steps.items())
+        scope = f"{summary.points} points ({steps}, 3 cut modes each; {count} random sequences)"
+        if not summary.passed:
+            raise DeviceFault(
+                f"{device}: flash power-fail sweep: {summary.failed} of {scope} failed, "
+                f"{summary.bricked} bricked; first: {summary.failures[0].describe()}"
+            )
+        result = VerdictResult(Verdict.PASS, f"{device}: flash power-fail sweep: all {scope} recovered")
+        self.note_verdict(result)
+        return result
+
     # ------------------------------------------------------------------------------ status
     def testbed_time(self) -> float:
         """Seconds of testbed time since the session began."""
@@ -1040,6 +1117,18 @@ def _behaviour_names(value: str | list[str] | tuple[str, ...] | None) -> list[st
     if isinstance(value, str):
         return [name.strip() for name in value.split(",") if name.strip()]
     return [str(name).strip() for name in value]
+
+
+def _count(value: str | int, field: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    else:
+        raise BadInputError("must be a whole number, 0 or more", field=field, value=value)
+    if number < 0:
+        raise BadInputError("must be a whole number, 0 or more", field=field, value=value)
+    return number
 
 
 def _p2p_protocol(value: int | str | None) -> int | None:

@@ -342,6 +342,12 @@ class DeviceSpec(_Spec):
         "key; false if it starts factory-new and joins by association (needs install_code and a "
         "Permit Joining With Install Code)",
     )
+    signing_key: str | None = Field(
+        default=None,
+        description="a PEM file (relative to the testbed file) holding the ECDSA P-256 public key the "
+        "device trusts: it then installs only images signed with the matching private key "
+        "(docs/signing.md); none: the device checks no signatures",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import zigpy.state
 import zigpy.types as t
 import zigpy.zdo.types as zdo_t
 
 from harness.errors import BadInputError
+from harness.ota.signing import load_verifying_key
 from harness.ports.control import ControlPort
 from harness.power.control_port import ControlPortPower
 from harness.power.driver import PowerDriver
@@ -30,7 +32,8 @@ from harness.testbed.model import DeviceSpec, TestbedSpec
 from testbeds.emulator.comms_hub import hub_control_port
 from testbeds.emulator.control_port import ControlPortServer
 from testbeds.emulator.defects import DEFECTS, unknown_defects
-from testbeds.emulator.device import DeviceConfig
+from testbeds.emulator.device import DeviceConfig, EmulatedDevice
+from testbeds.emulator.flash_sweep import flash_sweep_commands
 from testbeds.emulator.premises import CoordinatorRadio, LinkConfig, Premises
 
 FrameSink = Callable[[bytes, str, str, str], None]
@@ -39,6 +42,33 @@ FrameSink = Callable[[bytes, str, str, str], None]
 
 def _eui64(ieee_bytes: bytes) -> t.EUI64:
     return t.EUI64(ieee_bytes)
+
+
+def signing_key_pem(spec: DeviceSpec, testbed: TestbedSpec) -> bytes | None:
+    """The PEM bytes of the device's trusted signing key (None if it has none).
+
+    The path is relative to the testbed file. A file that cannot be read, or that is not an ECDSA
+    P-256 public key, is `BadInputError` naming ``devices.<name>.signing_key`` and the path.
+    """
+    if spec.signing_key is None:
+        return None
+    source = testbed.source
+    path = Path(spec.signing_key)
+    if not path.is_absolute() and source is not None:
+        path = source.parent / path
+    where = str(source) if source is not None else None
+    field = f"devices.{spec.name}.signing_key"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BadInputError(
+            f"cannot be read ({exc.strerror}: {path})", file=where, field=field, value=spec.signing_key
+        ) from None
+    try:
+        load_verifying_key(data, field=field, value=spec.signing_key)
+    except BadInputError as exc:
+        raise BadInputError(exc.reason, file=where, field=field, value=spec.signing_key) from None
+    return data
 
 
 def device_config(spec: DeviceSpec, testbed: TestbedSpec) -> DeviceConfig:
@@ -66,6 +96,7 @@ def device_config(spec: DeviceSpec, testbed: TestbedSpec) -> DeviceConfig:
         network_key_sequence=testbed.network_key_sequence,
         install_code=spec.install_code_bytes,
         commissioned=spec.commissioned,
+        signing_key=signing_key_pem(spec, testbed),
     )
 
 
@@ -85,6 +116,11 @@ def check_behaviours(names: list[str]) -> None:
             field="behaviours",
             value=unknown[0],
         )
+
+
+def _control_port(device: EmulatedDevice, clock_origin: float = 0.0) -> ControlPortServer:
+    """An emulated device's control port, with the test hooks every emulated device has."""
+    return ControlPortServer(device, clock_origin=clock_origin, extra_commands=flash_sweep_commands(device))
 
 
 @dataclass
@@ -170,7 +206,7 @@ def _emulate(
     """Create one emulated device and its control port (the CH's carries the CH commands)."""
     if name == spec.coordinator.name:
         return hub_control_port(premises.emulate_hub(name), clock_origin=clock_origin)
-    return ControlPortServer(premises.emulate(name), clock_origin=clock_origin)
+    return _control_port(premises.emulate(name), clock_origin=clock_origin)
 
 
 async def start_testbed(

@@ -31,7 +31,13 @@ Defects (see :mod:`testbeds.emulator.defects`) are read from ``flash.defects``:
 ``bricks-on-cut-during-swap`` swaps without logging its progress, so a cut mid-swap cannot be
 resumed; ``torn-boot-flags`` writes boot-state records without CRC and commit byte and reads them at
 face value; ``no-boot-try-counter`` never counts boots and so never reverts;
-``confirms-before-self-test`` confirms the image as soon as it starts.
+``confirms-before-self-test`` confirms the image as soon as it starts; ``skips-signature-check``
+swaps in an image whatever its signature.
+
+Signatures: when the device trusts a signing key (``flash.trusted_key``, from the testbed's
+``signing_key``), an image must be signed by it (``docs/signing.md``, checked by
+:mod:`testbeds.emulator.signature`) before it is swapped in; one that is not is refused like an
+image whose SHA-256 is wrong: the request is called off and the download thrown away.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ from .flash import (
     sectors_for,
 )
 from .ota_file import OtaFileError, parse_header
+from .signature import signature_problem
 
 __all__ = [
     "BootAction",
@@ -106,8 +113,10 @@ def boot(flash: Flash) -> BootResult:
         if not resumed:
             problem = _check_secondary(flash, new)
             if problem is not None:
-                # MCUboot erases a secondary image that fails validation; here the request is dropped.
+                # MCUboot erases a secondary image that fails validation: the request is called off
+                # and the download thrown away, so the firmware does not ask for it again.
                 flash.append_record(REC_CANCEL, b"")
+                flash.discard_download()
                 return _start(flash, old, "normal", f"install refused: {problem}")
         _swap(flash, OP_SWAP, sectors, state.progress.get(OP_SWAP))
         flash.append_record(REC_DONE, bytes([OP_SWAP]))
@@ -138,6 +147,10 @@ def _check_secondary(flash: Flash, new: ImageInfo) -> str | None:
         return f"header says {header.total_image_size} bytes, the request {new.size}"
     if hashlib.sha256(image).digest() != new.sha256:
         return "SHA-256 of the secondary slot differs from the one recorded at download"
+    if flash.trusted_key is not None and "skips-signature-check" not in flash.defects:
+        problem = signature_problem(image, flash.trusted_key)
+        if problem is not None:
+            return f"signature check failed: {problem}"
     return None
 
 
@@ -199,8 +212,11 @@ def self_test_passes(flash: Flash) -> bool:
     """Whether the running image passes its self-test (fails: ``SELFTEST-FAIL`` in its header string)."""
     if flash.self_test_fails:
         return False
+    image = flash.slot_image("primary")
+    if flash.self_test_fails_for and hashlib.sha256(image).digest() in flash.self_test_fails_for:
+        return False
     try:
-        header = parse_header(flash.slot_image("primary"))
+        header = parse_header(image)
     except OtaFileError:
         return False
     return SELF_TEST_FAIL_MARK not in header.header_string

@@ -114,6 +114,13 @@ DEFECTS: dict[str, str] = {
         "meter behind them (version skew between near and far bridge, the Alt HAN recall scenario; "
         "devices that drop off after a stack change: user-needs mode 6)"
     ),
+    "skips-signature-check": (
+        "installs an image whatever its signature: neither the firmware nor the bootloader verifies "
+        "it against the trusted key, so an image signed by another key, or not signed at all, runs "
+        "(secure boot not enforced: bootloaders that accept unsigned images, MCUboot "
+        "bad_secondary_slot/sig tests; Zephyr with_mcumgr 'unsigned or wrong-key image not swapped'; "
+        "G3 'skips the hash or signature check')"
+    ),
     "confirms-before-self-test": (
         "marks a new image good as soon as it starts, before its self-test, so a bad image is never "
         "reverted (MCUboot docs: confirm only after the application has checked itself)"

@@ -67,7 +67,10 @@ OTA_SERVER_ENDPOINT = 1
 POWER_SOURCE_MAINS = 0x01
 POWER_SOURCE_BATTERY = 0x03
 
-_DEVICE_IDS = {"ESME": 0x0501, "GSME": 0x0501, "IHD": 0x0507, "PPMID": 0x0507, "HCALCS": 0x0502}
+ON_OFF_CLUSTER = 0x0006
+# ZigBee Smart Energy device ids (SE 1.x): metering device, in-home display, prepayment terminal,
+# load control device. Bridges report 0x0008 (range extender), see simple_descriptor.
+_DEVICE_IDS = {"ESME": 0x0501, "GSME": 0x0501, "IHD": 0x0502, "PPMID": 0x0506, "HCALCS": 0x0504}
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ class DeviceConfig:
     # get the key from the Trust Centre, under the link key their install code (with CRC) gives.
     install_code: bytes | None = None
     commissioned: bool = True
+    signing_key: bytes | None = None  # PEM public key images must be signed with (None: no check)
 
 
 @dataclass
@@ -178,6 +182,7 @@ class EmulatedDevice:
                 listener(True)
         # The bootloader runs first: it finishes an install or a revert, then starts the primary image.
         self.flash.defects = self.factory_config.defects
+        self.flash.trusted_key = self.factory_config.signing_key
         result = boot(self.flash)
         if result.action == "bricked":
             self.log(f"boot #{self.boots}: bootloader found no image to start ({result.detail}); dead")
@@ -185,7 +190,7 @@ class EmulatedDevice:
         self._apply_firmware_manifest()
         running = self.flash.running
         self.log(f"boot #{self.boots}: firmware 0x{running.file_version:08X} stack {running.stack_version}")
-        if result.action != "normal" or not self.flash.confirmed:
+        if result.action != "normal" or not self.flash.confirmed or "refused" in result.detail:
             self.log(f"bootloader: {result.action}: {result.detail}")
         firmware_started(self.flash)
         boot_network_state(
@@ -232,6 +237,7 @@ class EmulatedDevice:
                 # Healthy GB firmware refuses an older image unless told otherwise (DESIGN: downgrade
                 # only when asked for explicitly).
                 allow_downgrade="accepts-downgrade" in self.config.defects,
+                trusted_key=self.config.signing_key,
             ),
             send=self._send_ota_command,
             reboot=self._reboot,
@@ -501,6 +507,8 @@ class EmulatedDevice:
             self._on_ota(ind, frame)
         elif ind.cluster == METERING_CLUSTER and self._is_meter and not frame.cluster_specific:
             self._answer_global(ind, frame, self.metering_attribute)
+        elif ind.cluster == ON_OFF_CLUSTER and self._switches_load and not frame.cluster_specific:
+            self._answer_global(ind, frame, self.on_off_attribute)
         elif ind.cluster == IDENTIFY_CLUSTER and not frame.cluster_specific:
             self._answer_global(ind, frame, lambda attr: (zcl.UINT16, 0) if attr == 0 else None)
         elif not ind.broadcast:
@@ -607,6 +615,16 @@ class EmulatedDevice:
     def _is_meter(self) -> bool:
         return self.config.type in ("ESME", "GSME")
 
+    @property
+    def _switches_load(self) -> bool:
+        return self.config.type == "HCALCS"
+
+    def on_off_attribute(self, attr_id: int) -> tuple[int, object] | None:
+        """Value of an On/Off cluster attribute (the HCALCS's load switch): the load is switched on."""
+        if attr_id == 0x0000:  # OnOff
+            return zcl.BOOL, True
+        return None
+
     def metering_attribute(self, attr_id: int) -> tuple[int, object] | None:
         """Value of a Metering cluster attribute (meters only): the register advances with time."""
         if attr_id == 0x0000:  # CurrentSummationDelivered, in Wh: about 0.3 kW of steady load
@@ -621,6 +639,8 @@ class EmulatedDevice:
             return self.basic_attribute(attr_id)
         if cluster == METERING_CLUSTER and self._is_meter:
             return self.metering_attribute(attr_id)
+        if cluster == ON_OFF_CLUSTER and self._switches_load:
+            return self.on_off_attribute(attr_id)
         return None
 
     def _send_report(self, binding: Binding, payload: bytes) -> None:
@@ -758,9 +778,11 @@ class EmulatedDevice:
         )
 
     def simple_descriptor(self) -> zdo.SimpleDescriptor:
-        """The application endpoint: Basic, Identify (and Metering on meters) served, OTA as a client."""
+        """The application endpoint: Basic, Identify (Metering on meters, On/Off on a load switch)
+        served, OTA as a client."""
         device_id = _DEVICE_IDS.get(self.config.type, 0x0008)  # 0x0008: range extender (bridges)
         served = [BASIC_CLUSTER, IDENTIFY_CLUSTER] + ([METERING_CLUSTER] if self._is_meter else [])
+        served += [ON_OFF_CLUSTER] if self._switches_load else []
         return zdo.SimpleDescriptor(
             endpoint=APP_ENDPOINT,
             profile=HA_PROFILE,

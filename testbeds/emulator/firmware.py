@@ -57,6 +57,9 @@ DEVICE_DEFECTS: frozenset[str] = frozenset(
         "bricks-on-cut-during-swap",
         "torn-boot-flags",
         "no-boot-try-counter",
+        # secure boot not enforced: a property of the device (bootloader and key store), whatever
+        # an image says about itself
+        "skips-signature-check",
         # the upgrade path from the factory firmware: they trigger once the device runs another
         # version than its factory one, whatever that image says about itself
         "drops-off-after-upgrade",

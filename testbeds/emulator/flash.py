@@ -25,10 +25,18 @@ only the first half of the sector, a program that wrote all but its last byte). 
 does; the bytes stay as the cut left them.
 
 The download path (:meth:`Flash.begin_download`, :meth:`Flash.write_block`,
-:meth:`Flash.mark_pending_activation`) writes into the secondary slot; where the download stands
-(``download_meta``, ``download_offset``, ``pending_activation``) is kept as plain attributes next to
-it. :meth:`Flash.activate` checks the downloaded image and asks the bootloader
-(:mod:`testbeds.emulator.bootloader`) to swap it in at the next boot.
+:meth:`Flash.mark_pending_activation`) writes into the secondary slot. Where the download stands
+(``download_meta``, ``download_offset``, ``download_sha256``, ``pending_activation``) is itself kept
+in flash, in the **download log**: two banks of at least 256 bytes, each an append-only log of the
+same CRC-32 + commit-byte records (begin: which image; offset: how many bytes are stored; verified:
+the SHA-256 of the complete download; forget). A block is programmed first and its new offset
+recorded after it, each one step, so a power cut between the two leaves the offset at the previous
+block and the download resumes there (rewriting the block), never past data that was not written.
+When a bank is full the current state is copied to the other bank, whose epoch record (a sequence
+number at the bank's start) is programmed last: until it is, the old bank still rules.
+:meth:`Flash.activate` checks the downloaded image and asks the bootloader
+(:mod:`testbeds.emulator.bootloader`) to swap it in at the next boot; once the swap request naming
+the download's SHA-256 is committed, the download counts as handed over (no further record needed).
 """
 
 from __future__ import annotations
@@ -50,12 +58,16 @@ __all__ = [
     "BootState",
     "CutMode",
     "DownloadMeta",
+    "DownloadView",
     "FirmwareSlot",
     "Flash",
     "FlashError",
     "FlashFaults",
     "ImageInfo",
     "PowerCut",
+    "encode_record",
+    "parse_log",
+    "sectors_for",
 ]
 
 DEFAULT_SECTOR_SIZE = 4096
@@ -77,12 +89,22 @@ REC_DONE = 0x03  # op finished (MCUboot: copy_done)
 REC_ATTEMPT = 0x04  # one boot of the unconfirmed image (the try counter)
 REC_CONFIRM = 0x05  # the running image passed its self-test (MCUboot: image_ok)
 REC_CANCEL = 0x06  # the bootloader refused the requested swap
+# Download-log record types.
+REC_DL_BEGIN = 0x11  # a download began: manufacturer code, image type, file version, image size
+REC_DL_OFFSET = 0x12  # bytes stored so far (recorded after the block was programmed)
+REC_DL_VERIFIED = 0x13  # the download is complete and verified: its SHA-256
+REC_DL_FORGET = 0x14  # the download was thrown away
+REC_DL_EPOCH = 0x15  # at a bank's start: the bank's sequence number (programmed last)
+DL_BANK_MIN_BYTES = 256
+DL_HEADER_BYTES = 16  # room for the epoch record at the start of a bank
 OP_SWAP = 0
 OP_REVERT = 1
 COMMIT = 0x5A
 
 _INFO = struct.Struct("<I32sIH")  # size, sha256, file version, stack version
 STATUS_RECORD = struct.Struct("<BHB")  # op, sector index, state (0, 1 or 2: see bootloader.py)
+_DL_META = struct.Struct("<HHII")  # manufacturer code, image type, file version, image size
+_UINT32 = struct.Struct("<I")
 
 
 class FlashError(Exception):
@@ -123,6 +145,15 @@ class ImageInfo:
     sha256: bytes
     file_version: int
     stack_version: int
+
+
+@dataclass(frozen=True)
+class DownloadView:
+    """Where the download stands, as the download log says (after its last committed record)."""
+
+    meta: DownloadMeta | None = None
+    offset: int = 0
+    sha256: bytes | None = None
 
 
 @dataclass
@@ -175,7 +206,53 @@ class BootState:
 
 
 def sectors_for(size: int, sector_size: int) -> int:
+    """How many sectors of ``sector_size`` bytes hold ``size`` bytes."""
     return -(-size // sector_size)
+
+
+def encode_record(kind: int, payload: bytes, *, bare: bool = False) -> bytes:
+    """One log record: type, length, payload, then (unless ``bare``) CRC-32 and the commit byte."""
+    body = bytes([kind, len(payload)]) + payload
+    if bare:
+        return body
+    return body + struct.pack("<I", zlib.crc32(body)) + bytes([COMMIT])
+
+
+def parse_log(area: bytes | bytearray, start: int = 0, *, bare: bool = False) -> list[tuple[int, bytes, int]]:
+    """(type, payload, end offset) of every record from ``start`` until erased memory.
+
+    A record whose CRC or commit byte is wrong (torn by a power cut) is listed with type -1 and an
+    empty payload. ``bare`` records (the ``torn-boot-flags`` defect) are taken at face value.
+    """
+    out: list[tuple[int, bytes, int]] = []
+    pos = start
+    while pos + 2 <= len(area) and area[pos] != ERASED:
+        kind, length = area[pos], area[pos + 1]
+        if bare:
+            end = pos + 2 + length
+            # The defect: bytes are taken at face value, erased ones (0xFF) included.
+            out.append((kind, bytes(area[pos + 2 : end]), end))
+            pos = end
+            continue
+        end = pos + 2 + length + 5
+        body = bytes(area[pos : pos + 2 + length])
+        tail = bytes(area[pos + 2 + length : end])
+        good = len(tail) == 5 and tail[4] == COMMIT and struct.unpack("<I", tail[:4])[0] == zlib.crc32(body)
+        out.append((kind if good else -1, body[2:] if good else b"", end))
+        pos = end
+    return out
+
+
+def _apply_download_record(view: DownloadView, kind: int, payload: bytes) -> DownloadView:
+    if kind == REC_DL_BEGIN and len(payload) == _DL_META.size:
+        return DownloadView(DownloadMeta(*_DL_META.unpack(payload)), 0, None)
+    if kind == REC_DL_OFFSET and len(payload) == _UINT32.size and view.meta is not None:
+        return DownloadView(view.meta, _UINT32.unpack(payload)[0], view.sha256)
+    if kind == REC_DL_VERIFIED and len(payload) == 32 and view.meta is not None:
+        return DownloadView(view.meta, view.offset, payload)
+    if kind == REC_DL_FORGET:
+        return DownloadView()
+    return view
 
 
 class Flash:
@@ -216,6 +293,10 @@ class Flash:
         self.defects = frozenset(defects)
         self.faults: FlashFaults | None = None
         self.self_test_fails = False
+        # Test hook (the flash sweep's revert path): images, by SHA-256, that fail their self-test.
+        self.self_test_fails_for: frozenset[bytes] = frozenset()
+        # PEM of the public key the bootloader checks image signatures with (None: no check).
+        self.trusted_key: bytes | None = None
         span = self.sector_count * self.sector_size
         # Records: 11 bytes each (type, length, 4-byte status, CRC-32, commit); room for a swap and a
         # revert of every sector, the tries, and the request (84-byte payload).
@@ -225,15 +306,15 @@ class Flash:
         self.secondary = bytearray(b"\xff" * span)
         self.scratch = bytearray(b"\xff" * self.sector_size)
         self.boot_area = bytearray(b"\xff" * (self.boot_area_sectors * self.sector_size))
+        self.dl_bank_sectors = sectors_for(DL_BANK_MIN_BYTES, self.sector_size)
+        self.download_log = bytearray(b"\xff" * (2 * self.dl_bank_sectors * self.sector_size))
+        # RAM copy of the download log's state: (view, bank, end of log, epoch); None: read it again.
+        self._dl_cache: tuple[DownloadView, int, int, int] | None = None
         factory = _factory_image(factory_version, factory_stack_version)
         self.primary[: len(factory)] = factory  # written at the factory: no steps counted
         self.running = FirmwareSlot(
             file_version=factory_version, stack_version=factory_stack_version, image=b""
         )
-        self.download_offset = 0
-        self.download_meta: DownloadMeta | None = None
-        self.download_sha256: bytes | None = None
-        self.pending_activation = False
         self.erase_count = 0
         self.bytes_written = 0
         # Outgoing NWK frame counter: kept in non-volatile memory so it never goes backwards across
@@ -252,17 +333,19 @@ class Flash:
     # -- the two flash primitives: every call is one step a power cut can hit -------------------
 
     def region(self, name: str) -> bytearray:
-        """The bytes of one memory region: ``primary``, ``secondary``, ``scratch`` or ``boot``."""
+        """The bytes of one memory region: ``primary``, ``secondary``, ``scratch``, ``boot`` or ``dl``
+        (the download log)."""
         regions = {
             "primary": self.primary,
             "secondary": self.secondary,
             "scratch": self.scratch,
             "boot": self.boot_area,
+            "dl": self.download_log,
         }
         return regions[name]
 
     def erase_sector(self, region: str, sector: int) -> None:
-        """Erase one sector of ``region`` (``primary``, ``secondary``, ``scratch`` or ``boot``)."""
+        """Erase one sector of ``region`` (``primary``, ``secondary``, ``scratch``, ``boot`` or ``dl``)."""
         buf = self.region(region)
         start = sector * self.sector_size
         if start < 0 or start >= len(buf):
@@ -305,13 +388,49 @@ class Flash:
         """The bytes of the download stored so far (the start of the secondary slot)."""
         return bytes(self.secondary[: self.download_offset])
 
+    @property
+    def download_meta(self) -> DownloadMeta | None:
+        """Which image the download area holds (None: no download), as the download log says."""
+        return self.download_view().meta
+
+    @property
+    def download_offset(self) -> int:
+        """How many bytes of the download are stored: where a resumed download continues."""
+        return self.download_view().offset
+
+    @download_offset.setter
+    def download_offset(self, offset: int) -> None:
+        # Only a defective client moves the pointer by hand (resumes-at-wrong-offset); it is recorded.
+        self._dl_append(REC_DL_OFFSET, _UINT32.pack(offset))
+
+    @property
+    def download_sha256(self) -> bytes | None:
+        """SHA-256 of the complete, verified download (None until it is complete and verified)."""
+        return self.download_view().sha256
+
+    @property
+    def pending_activation(self) -> bool:
+        """The download is complete and verified, and waits for its upgrade time."""
+        return self.download_view().sha256 is not None
+
+    def download_view(self) -> DownloadView:
+        """Where the download stands. A verified download whose swap request is committed (and not
+        called off) was handed over to the bootloader and no longer counts."""
+        view = self._dl_state()[0]
+        if view.sha256 is not None:
+            state = self.boot_state()
+            if state.request is not None and not state.cancelled and state.request[0].sha256 == view.sha256:
+                return DownloadView()
+        return view
+
     def begin_download(
         self, *, manufacturer_code: int, image_type: int, file_version: int, image_size: int
     ) -> None:
         """Erase the download area and record which image is about to be received into it.
 
         An install requested but not yet carried out by the bootloader is called off, since its
-        image is about to be overwritten.
+        image is about to be overwritten. The old download is forgotten (one record) before the
+        area is erased, and the new one recorded after it.
         """
         if image_size <= 0 or image_size > self.slot_size:
             raise FlashError(f"image of {image_size} bytes does not fit a slot of {self.slot_size}")
@@ -320,38 +439,34 @@ class Flash:
             raise FlashError("the running image is not confirmed: the secondary slot holds its fallback")
         if state.request is not None and not state.cancelled and OP_SWAP not in state.done:
             self.append_record(REC_CANCEL, b"")
-        self._forget_download()
+        if self.download_view().meta is not None:
+            self._dl_append(REC_DL_FORGET, b"")
         for sector in range(sectors_for(image_size, self.sector_size)):
             self.erase_sector("secondary", sector)
-        self.download_meta = DownloadMeta(
-            manufacturer_code=manufacturer_code,
-            image_type=image_type,
-            file_version=file_version,
-            image_size=image_size,
-        )
+        self._dl_append(REC_DL_BEGIN, _DL_META.pack(manufacturer_code, image_type, file_version, image_size))
 
     def write_block(self, offset: int, data: bytes) -> None:
-        """Store ``data`` at ``offset`` of the download area.
+        """Store ``data`` at ``offset`` of the download area, then record the new offset.
 
         The block must start no later than ``download_offset`` (no gaps) and must end within both the
-        slot and the announced image size.
+        slot and the announced image size. Two steps: the block's program, then the offset record.
         """
-        meta = self.download_meta
+        view = self.download_view()
+        meta = view.meta
         if meta is None:
             raise FlashError("write_block without begin_download")
-        if self.pending_activation:
+        if view.sha256 is not None:
             raise FlashError("write_block on an image already complete and waiting for activation")
-        if offset < 0 or offset > self.download_offset:
-            raise FlashError(
-                f"write at offset {offset} would leave a gap: {self.download_offset} bytes stored"
-            )
+        if offset < 0 or offset > view.offset:
+            raise FlashError(f"write at offset {offset} would leave a gap: {view.offset} bytes stored")
         end = offset + len(data)
         if end > self.slot_size:
             raise FlashError(f"write to {offset}..{end} goes past the slot size {self.slot_size}")
         if end > meta.image_size:
             raise FlashError(f"write to {offset}..{end} goes past the image size {meta.image_size}")
         self.program("secondary", offset, data)
-        self.download_offset = max(self.download_offset, end)
+        if end > view.offset:
+            self._dl_append(REC_DL_OFFSET, _UINT32.pack(end))
 
     def downloaded_image(self) -> bytes:
         """The bytes of the download stored so far."""
@@ -360,28 +475,92 @@ class Flash:
     def mark_pending_activation(self) -> None:
         """Record that the download is complete and verified, and waits for its upgrade time.
 
-        The SHA-256 of the complete download is recorded now; :meth:`activate` and the bootloader
-        check the slot against it before they install the image.
+        The SHA-256 of the complete download is recorded now (one record); :meth:`activate` and the
+        bootloader check the slot against it before they install the image.
         """
         meta = self.download_meta
         if meta is None or self.download_offset != meta.image_size:
             raise FlashError("only a complete download can wait for activation")
-        self.download_sha256 = hashlib.sha256(self.downloaded_image()).digest()
-        self.pending_activation = True
+        self._dl_append(REC_DL_VERIFIED, hashlib.sha256(self.downloaded_image()).digest())
 
     def discard_download(self) -> None:
-        """Throw the download away (erase the download area and its metadata)."""
-        meta = self.download_meta
-        size = meta.image_size if meta is not None else self.download_offset
-        self._forget_download()
+        """Throw the download away: record that it is forgotten, then erase the download area."""
+        view = self.download_view()
+        size = view.meta.image_size if view.meta is not None else view.offset
+        if view.meta is not None:
+            self._dl_append(REC_DL_FORGET, b"")
         for sector in range(sectors_for(max(size, 1), self.sector_size)):
             self.erase_sector("secondary", sector)
 
-    def _forget_download(self) -> None:
-        self.download_offset = 0
-        self.download_meta = None
-        self.download_sha256 = None
-        self.pending_activation = False
+    # -- the download log: two banks, each an append-only log behind an epoch record ------------
+
+    def _dl_bank_bytes(self) -> int:
+        return self.dl_bank_sectors * self.sector_size
+
+    def _dl_state(self) -> tuple[DownloadView, int, int, int]:
+        """(view, active bank or -1, end of its log, its epoch), read from the log unless cached."""
+        if self._dl_cache is None:
+            self._dl_cache = self._dl_scan()
+        return self._dl_cache
+
+    def _dl_scan(self) -> tuple[DownloadView, int, int, int]:
+        size = self._dl_bank_bytes()
+        best: tuple[int, int] | None = None  # (epoch, bank)
+        for bank in range(2):
+            area = self.download_log[bank * size : (bank + 1) * size]
+            head = parse_log(area[:DL_HEADER_BYTES])
+            if head and head[0][0] == REC_DL_EPOCH and len(head[0][1]) == _UINT32.size:
+                epoch = _UINT32.unpack(head[0][1])[0]
+                if best is None or epoch > best[0]:
+                    best = (epoch, bank)
+        if best is None:
+            return DownloadView(), -1, DL_HEADER_BYTES, 0
+        epoch, bank = best
+        area = self.download_log[bank * size : (bank + 1) * size]
+        view = DownloadView()
+        records = parse_log(area, DL_HEADER_BYTES)
+        for kind, payload, _end in records:
+            view = _apply_download_record(view, kind, payload)
+        return view, bank, records[-1][2] if records else DL_HEADER_BYTES, epoch
+
+    def _dl_append(self, kind: int, payload: bytes) -> None:
+        """Append one record to the download log (one step), moving to the other bank when full."""
+        view, bank, end, epoch = self._dl_state()
+        record = encode_record(kind, payload)
+        size = self._dl_bank_bytes()
+        try:
+            if bank >= 0 and end + len(record) <= size:
+                self.program("dl", bank * size + end, record)
+                self._dl_cache = (_apply_download_record(view, kind, payload), bank, end + len(record), epoch)
+                return
+            after = _apply_download_record(view, kind, payload)
+            self._dl_move(after, 1 - bank if bank >= 0 else 0, epoch + 1)
+        except BaseException:
+            self._dl_cache = None  # a cut (or anything else) may have left any state: read it again
+            raise
+
+    def _dl_move(self, view: DownloadView, bank: int, epoch: int) -> None:
+        """Write ``view`` into ``bank`` (erased first unless blank), then its epoch record last."""
+        size = self._dl_bank_bytes()
+        base = bank * size
+        if any(byte != ERASED for byte in self.download_log[base : base + size]):
+            for sector in range(self.dl_bank_sectors):
+                self.erase_sector("dl", bank * self.dl_bank_sectors + sector)
+        records = b""
+        if view.meta is not None:
+            meta = view.meta
+            records += encode_record(
+                REC_DL_BEGIN,
+                _DL_META.pack(meta.manufacturer_code, meta.image_type, meta.file_version, meta.image_size),
+            )
+            if view.offset:
+                records += encode_record(REC_DL_OFFSET, _UINT32.pack(view.offset))
+            if view.sha256 is not None:
+                records += encode_record(REC_DL_VERIFIED, view.sha256)
+        if records:
+            self.program("dl", base + DL_HEADER_BYTES, records)
+        self.program("dl", base, encode_record(REC_DL_EPOCH, _UINT32.pack(epoch)))
+        self._dl_cache = (view, bank, DL_HEADER_BYTES + len(records), epoch)
 
     # -- install: request, confirm ---------------------------------------------------------------
 
@@ -412,17 +591,9 @@ class Flash:
         new = ImageInfo(len(image), digest, header.file_version, header.stack_version)
         for sector in range(self.boot_area_sectors):
             self.erase_sector("boot", sector)
-        try:
-            self.append_record(REC_REQUEST, _pack_info(new) + _pack_info(old) + bytes([self.boot_tries]))
-        except PowerCut:
-            # Once the request is committed the download is handed over to the bootloader: the
-            # download metadata and the request count as one record, so a cut right after the
-            # request's program must not leave the download waiting to be activated again.
-            request = self.boot_state().request
-            if request is not None and request[0].sha256 == digest:
-                self._forget_download()
-            raise
-        self._forget_download()
+        # Once this request is committed the download is handed over to the bootloader
+        # (download_view): no download-log record is needed, so no cut can land between the two.
+        self.append_record(REC_REQUEST, _pack_info(new) + _pack_info(old) + bytes([self.boot_tries]))
         self.running = FirmwareSlot(header.file_version, header.stack_version, image)
 
     def confirm(self) -> bool:
@@ -473,9 +644,7 @@ class Flash:
         Healthy firmware ends the record in a CRC-32 and a commit byte, so a torn record is seen as
         torn. With the ``torn-boot-flags`` defect the record is the bare payload.
         """
-        body = bytes([kind, len(payload)]) + payload
-        if "torn-boot-flags" not in self.defects:
-            body += struct.pack("<I", zlib.crc32(body)) + bytes([COMMIT])
+        body = encode_record(kind, payload, bare="torn-boot-flags" in self.defects)
         offset = self._log_end()
         if offset + len(body) > len(self.boot_area):
             raise FlashError("boot-state area full")
@@ -483,27 +652,7 @@ class Flash:
 
     def _records(self) -> list[tuple[int, bytes, int]]:
         """(type, payload, end offset) of every record, torn ones included (payload b"" if torn)."""
-        out: list[tuple[int, bytes, int]] = []
-        area = self.boot_area
-        bare = "torn-boot-flags" in self.defects
-        pos = 0
-        while pos + 2 <= len(area) and area[pos] != ERASED:
-            kind, length = area[pos], area[pos + 1]
-            if bare:
-                end = pos + 2 + length
-                # The defect: bytes are taken at face value, erased ones (0xFF) included.
-                out.append((kind, bytes(area[pos + 2 : end]), end))
-                pos = end
-                continue
-            end = pos + 2 + length + 5
-            body = bytes(area[pos : pos + 2 + length])
-            tail = bytes(area[pos + 2 + length : end])
-            good = (
-                len(tail) == 5 and tail[4] == COMMIT and struct.unpack("<I", tail[:4])[0] == zlib.crc32(body)
-            )
-            out.append((kind if good else -1, body[2:] if good else b"", end))
-            pos = end
-        return out
+        return parse_log(self.boot_area, bare="torn-boot-flags" in self.defects)
 
     def _log_end(self) -> int:
         records = self._records()

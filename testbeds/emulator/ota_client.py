@@ -35,6 +35,7 @@ from .defects import SLOW_BLOCK_DELAY_S
 from .firmware import ManifestError, firmware_payload, parse_manifest
 from .flash import DownloadMeta, Flash, FlashError
 from .ota_file import OTA_HEADER_MIN_LENGTH, OtaFileError, parse_header
+from .signature import signature_problem
 
 __all__ = [
     "ATTR_CURRENT_FILE_VERSION",
@@ -537,6 +538,8 @@ class OtaClientConfig:
     """The device's IEEE address, to check a device-specific file's destination (§11.4.2.12)."""
     defects: frozenset[str] = frozenset()
     """Firmware defects switched on (see ``testbeds.emulator.defects``); empty for healthy firmware."""
+    trusted_key: bytes | None = None
+    """PEM public key an image must be signed with (``docs/signing.md``); None: no signature check."""
 
 
 class _State(enum.Enum):
@@ -1146,6 +1149,13 @@ class OtaClient:
         ieee = self._config.ieee
         if ieee is not None and header.upgrade_file_destination not in (None, ieee):
             return f"file is for device {header.upgrade_file_destination:016X}, not {ieee:016X}"
+        key = self._config.trusted_key
+        if key is not None and "skips-signature-check" not in self._config.defects:
+            problem = signature_problem(image, key)
+            if problem is not None:
+                return f"signature check failed: {problem}"
+        elif key is not None:
+            self._log("defect skips-signature-check: the image's signature is not checked")
         if "resumes-at-wrong-offset" in self._config.defects:
             # The firmware that drifts its resume offset has no integrity check: that is why the
             # hole it leaves goes unnoticed.

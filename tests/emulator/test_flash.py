@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import struct
 
 import pytest
@@ -77,7 +78,9 @@ def test_sequential_writes_build_the_image_and_count_work() -> None:
         flash.write_block(offset, image[offset : offset + 50])
     assert flash.download_offset == len(image)
     assert flash.downloaded_image() == image
-    assert flash.bytes_written == len(image)
+    # The image, plus the download log: the begin record (19 bytes), the bank's epoch (11) and one
+    # offset record (11) per block.
+    assert flash.bytes_written == len(image) + 19 + 11 + 5 * 11
 
 
 def test_rewrite_is_allowed_and_never_moves_the_offset_back() -> None:
@@ -266,11 +269,15 @@ def test_every_erase_and_program_is_one_step() -> None:
     begin(flash, image)
     flash.write_block(0, image[:100])
     flash.write_block(100, image[100:])
-    assert flash.faults.steps == 3
+    assert flash.faults.steps == 7
     assert flash.faults.trace == [
         "erase secondary[0]",
-        "program secondary@0+100",
+        "program dl@16+19",  # the begin record, in the download log's first bank ...
+        "program dl@0+11",  # ... whose epoch record is programmed last
+        "program secondary@0+100",  # each block, then its new offset
+        "program dl@35+11",
         f"program secondary@100+{len(image) - 100}",
+        "program dl@46+11",
     ]
 
 
@@ -307,3 +314,120 @@ def test_the_factory_image_is_a_header_only_ota_file_in_the_primary_slot() -> No
     info = flash.primary_info()
     assert info is not None and (info.size, info.file_version, info.stack_version) == (56, 0x01000000, 2)
     assert flash.confirmed
+
+
+# -- the download log: bookkeeping that survives a cut at any step -----------------------------------
+
+
+def _download_with_cut(
+    image: bytes, block: int, step: int, mode: CutMode, slot_size: int, make: type[Flash] = Flash
+) -> Flash:
+    flash = make(factory_version=0x01000000, factory_stack_version=0x0002, slot_size=slot_size)
+    flash.faults = FlashFaults(cut_at=step, mode=mode)
+    try:
+        begin(flash, image)
+        for offset in range(0, len(image), block):
+            flash.write_block(offset, image[offset : offset + block])
+        flash.mark_pending_activation()
+    except PowerCut:
+        pass
+    flash.faults = None
+    return flash
+
+
+def _resume(flash: Flash, image: bytes, block: int) -> None:
+    """What the OTA client does after the cut: resume at the recorded offset, or begin again."""
+    if flash.download_meta is None:
+        begin(flash, image)
+    while flash.download_offset < len(image):
+        offset = flash.download_offset
+        flash.write_block(offset, image[offset : offset + block])
+    if not flash.pending_activation:
+        flash.mark_pending_activation()
+
+
+@pytest.mark.parametrize("mode", ["before", "after", "torn"])
+@pytest.mark.parametrize("slot_size", [4096, 256], ids=["one-bank", "banks-rotate"])
+def test_download_bookkeeping_survives_a_cut_at_every_step(mode: CutMode, slot_size: int) -> None:
+    """A cut during a block write or its offset record: the recorded offset never passes data that
+    was not written, and the resumed download is the image, byte for byte."""
+    image = ota_file(body=(bytes(range(256)) * 16)[: slot_size - 8 - 56 - 4] + b"tail")
+    block = 24 if slot_size == 4096 else 4  # small blocks fill a 256-byte bank twice over
+    dry = fresh(slot_size=slot_size)
+    dry.faults = FlashFaults()
+    begin(dry, image)
+    for offset in range(0, len(image), block):
+        dry.write_block(offset, image[offset : offset + block])
+    dry.mark_pending_activation()
+    steps = dry.faults.steps
+    moves = sum(t.endswith("+11") and t.startswith("program dl@0") for t in dry.faults.trace)
+    if slot_size == 256:
+        assert any(t.startswith("erase dl") for t in dry.faults.trace), "the banks must rotate"
+        assert moves >= 2
+    resumed_mid_image = 0
+    for step in range(1, steps + 1):
+        flash = _download_with_cut(image, block, step, mode, slot_size)
+        stored = flash.download_offset
+        where = f"cut {mode} step {step}/{steps} ({dry.faults.trace[step - 1]})"
+        assert flash.downloaded_image() == image[:stored], where  # never past unwritten data
+        if flash.pending_activation:
+            assert flash.download_sha256 == hashlib.sha256(image).digest(), where
+        resumed_mid_image += 0 < stored < len(image)
+        _resume(flash, image, block)
+        assert flash.downloaded_image() == image, where
+        flash.activate()
+        assert boot(flash).action == "swapped", where
+        assert flash.running.image == image, where
+    assert resumed_mid_image >= steps // 2
+
+
+def test_a_cut_between_a_block_and_its_offset_record_resumes_at_the_previous_block() -> None:
+    image = ota_file()
+    flash = fresh()
+    begin(flash, image)
+    flash.write_block(0, image[:50])
+    flash.faults = FlashFaults(cut_at=2, mode="torn")  # the offset record of the second block
+    with pytest.raises(PowerCut, match="last byte"):
+        flash.write_block(50, image[50:100])
+    assert bytes(flash.secondary[50:100]) == image[50:100]  # the block is there ...
+    assert flash.download_offset == 50  # ... but not recorded: it is fetched again
+    flash.write_block(50, image[50:100])
+    assert flash.download_offset == 100
+
+
+def test_the_resume_pointer_a_defect_moves_is_recorded_in_flash() -> None:
+    flash = fresh()
+    image = ota_file()
+    begin(flash, image)
+    flash.write_block(0, image[:64])
+    flash.download_offset = 100  # what resumes-at-wrong-offset does
+    flash._dl_cache = None  # as after a power cut: read the log again
+    assert flash.download_offset == 100
+
+
+class _OffsetFirstFlash(Flash):
+    """A defective firmware's bookkeeping: records the new offset before it programs the block."""
+
+    def write_block(self, offset: int, data: bytes) -> None:
+        end = offset + len(data)
+        if end > self.download_offset:
+            self._dl_append(0x12, end.to_bytes(4, "little"))
+        self.program("secondary", offset, data)
+
+
+def test_recording_the_offset_before_the_block_is_caught() -> None:
+    image = ota_file()
+    holes = [
+        step
+        for step in range(1, 20)
+        if (f := _download_with_cut(image, 50, step, "before", 4096, _OffsetFirstFlash)).downloaded_image()
+        != image[: f.download_offset]
+    ]
+    assert holes  # a cut between the record and the block leaves a recorded offset past the data
+    healthy = [
+        step
+        for step in range(1, 20)
+        if (f := _download_with_cut(image, 50, step, "before", 4096)).downloaded_image()
+        != image[: f.download_offset]
+    ]
+    assert healthy == []

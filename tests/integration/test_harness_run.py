@@ -67,7 +67,9 @@ def test_default_run_exits_zero_with_every_output(
         "GSME-0x01010000.gbcs.ota",
     ]
     record = json.loads((out / "run.json").read_text())
-    assert [t["verdict"] for t in record["tests"]] == ["PASS"] * 9
+    assert [t["verdict"] for t in record["tests"]] == ["PASS"] * 11
+    sweeps = [t["reason"] for t in record["tests"] if "flash power-fail sweep" in t["reason"]]
+    assert len(sweeps) == 2 and all("recovered" in reason for reason in sweeps)
     assert [(t["device"], t["to_version"], t["verdict"]) for t in record["transfers"]] == [
         ("B2", 0x01010000, "PASS"),
         ("B1", 0x01010000, "PASS"),

@@ -12,7 +12,9 @@ from harness.testbed.cli import app
 TESTBEDS = Path(__file__).resolve().parents[2] / "testbeds"
 
 
-@pytest.mark.parametrize("file", ["emulated.yaml", "ihd-out-of-range.yaml", "both-out-of-range.yaml"])
+@pytest.mark.parametrize(
+    "file", ["emulated.yaml", "ihd-out-of-range.yaml", "both-out-of-range.yaml", "full-premises.yaml"]
+)
 def test_check_good_file(file: str) -> None:
     result = CliRunner().invoke(app, ["check", str(TESTBEDS / file)])
     assert result.exit_code == 0, result.output
