@@ -132,6 +132,8 @@ class RunRecord:
     transfers: list[TransferRecord] = field(default_factory=list)
     bad_input: bool = False
     """True when a step was refused for bad input (exit status 3): a file, option or device name."""
+    testbeds_used: list[str] = field(default_factory=list)
+    """Every testbed started in the run, as 'name (file, sha256 prefix)', in order of first use."""
 
     def overall_verdict(self) -> str:
         """The run's verdict: the worst test verdict (see :data:`VERDICT_ORDER`).

@@ -233,6 +233,9 @@ class OtaSession(ChKeywords):
         self.record.testbed_name = spec.name
         self.record.testbed_file = str(file)
         self.record.testbed_sha256 = spec.sha256 or ""
+        used = f"{spec.name} ({file}, sha256 {(spec.sha256 or '')[:12]})"
+        if used not in self.record.testbeds_used:
+            self.record.testbeds_used.append(used)
         self.record.seed = seed
         self._event("testbed-start", testbed=spec.name, file=str(file), sha256=spec.sha256, seed=seed)
         key = spec.network_key_bytes

@@ -121,3 +121,14 @@ def test_a_network_key_quoted_anywhere_never_lands_in_run_json(tmp_path: Path) -
     assert key.hex() not in text.lower().replace(":", "")
     assert text.count("redacted") == 2
     recorder.close()
+
+
+def test_testbeds_used_round_trip_and_old_records_load(tmp_path: Path) -> None:
+    record = make_record()
+    record.testbeds_used = ["emulated (testbeds/emulated.yaml, sha256 abab)", "emulated-ch (x, sha256 cdcd)"]
+    path = record.save(tmp_path / "run.json")
+    assert RunRecord.load(path).testbeds_used == record.testbeds_used
+    old = json.loads(path.read_text())
+    del old["testbeds_used"]  # written by an earlier harness
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert RunRecord.load(tmp_path / "old.json").testbeds_used == []

@@ -180,3 +180,12 @@ def test_report_without_any_timeline_still_renders(tmp_path: Path) -> None:
 
 def test_format_version() -> None:
     assert format_version(0x01020304) == "1.2.3.4 (0x01020304)"
+
+
+def test_report_lists_every_testbed_of_a_run_that_used_several(run_dir: Path) -> None:
+    record = make_record()
+    single = write_html_report(run_dir, record).read_text(encoding="utf-8")
+    assert "Testbeds used" not in single
+    record.testbeds_used = ["emulated (a.yaml, sha256 aaaa)", "emulated-ch (b.yaml, sha256 bbbb)"]
+    several = write_html_report(run_dir, record).read_text(encoding="utf-8")
+    assert "Testbeds used" in several and "emulated-ch (b.yaml, sha256 bbbb)" in several
