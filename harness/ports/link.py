@@ -85,6 +85,15 @@ class SerialLineLink:
         if self._loop is not None and self._fd is not None:
             with contextlib.suppress(Exception):
                 self._loop.remove_reader(self._fd)
+        sock = getattr(self._serial, "_socket", None)
+        if sock is not None:
+            # pyserial's socket:// close() sleeps 0.3 s of wall time ("give the server some time" for
+            # quick reconnects), blocking the whole loop; we never reconnect to the same port, so close
+            # the socket ourselves and leave pyserial nothing to do.
+            with contextlib.suppress(OSError):
+                sock.close()
+            self._serial._socket = None
+            self._serial.is_open = False
         with contextlib.suppress(Exception):
             self._serial.close()
         self._serial = None
