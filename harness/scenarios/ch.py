@@ -21,6 +21,7 @@ of being skipped. Nothing here knows the CH is emulated.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from harness.errors import BadInputError, BenchError, DeviceFault, Inconclusive
+from harness.evidence.record import RunRecord, TransferRecord
 from harness.ota.image import OtaImage
 from harness.ports.control import ControlPort, PortEvent
 from harness.scenarios.values import format_version, parse_budget
@@ -48,6 +50,10 @@ class _Session(Protocol):
 
     ch_monitor: ChMonitor | None
     ch_updates: dict[str, _ChUpdate]
+    record: RunRecord
+    run_dir: Path
+
+    def _save_record(self) -> None: ...
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T: ...
     def _require_testbed(self) -> tuple[StartedTestbed, TestbedSpec]: ...
@@ -56,6 +62,10 @@ class _Session(Protocol):
     def _image(self, image: str | Path) -> OtaImage: ...
     def load_firmware_image(self, path: str | Path) -> Path: ...
     def _on_ch_event(self, event: PortEvent) -> None: ...
+    def _conclude_ch_transfer(self, event: PortEvent) -> None: ...
+    async def _ch_transfer_record(
+        self, port: ControlPort, device: str, update: _ChUpdate
+    ) -> TransferRecord: ...
     def _update_of(self, device: str) -> _ChUpdate | None: ...
     def _ch_port(self) -> tuple[ControlPort, TestbedSpec]: ...
     async def _wait_alert(
@@ -188,6 +198,11 @@ class _ChUpdate:
     image: OtaImage
     sent_at: float
     alerts_before: int
+    record: TransferRecord | None = None
+
+
+def _utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def parse_alert_code(code: str | int) -> int:
@@ -277,6 +292,33 @@ class ChKeywords:
                 outcome=event.fields.get("outcome"),
                 ch_time=event.device_time,
             )
+            self._conclude_ch_transfer(event)
+
+    def _conclude_ch_transfer(self: _Session, event: PortEvent) -> None:
+        # The run record keeps a transfer row for every image the CH served, as for the hub's own
+        # transfers, so the report's table and offset plot cover a CH under test too.
+        update = self.ch_updates.get(str(event.fields.get("device")))
+        record = update.record if update is not None else None
+        if record is None:
+            return
+        try:
+            code = parse_alert_code(str(event.fields.get("code")))
+        except BadInputError:
+            return
+        alert = ChAlert(code, record.device, event.device_time or 0.0, dict(event.fields))
+        if code == 0x8F43:
+            if record.verdict == "PASS":
+                record.reason += f"; activated: {alert.describe()}"
+        elif record.verdict == "RUNNING":
+            record.ended_virtual_s = self.loop.time()
+            record.ended_wall = _utc_now()
+            record.verdict = "PASS" if code == 0x8F72 else "FAIL"
+            record.reason = f"the CH raised {alert.describe()}"
+            if code == 0x8F72:
+                record.last_offset = record.image_size
+        else:
+            return
+        self._save_record()
 
     def _update_of(self: _Session, device: str) -> _ChUpdate | None:
         return self.ch_updates.get(device) if self.ch_monitor is not None else None
@@ -316,6 +358,7 @@ class ChKeywords:
             sha256=hashlib.sha256(data).hexdigest(),
         )
         result = self.run(port.request("update_firmware", device=device, image=str(update.path)))
+        update.record = self.run(self._ch_transfer_record(port, device, update))
         self.ch_updates[device] = update
         self.note_verdict(
             VerdictResult(
@@ -324,6 +367,43 @@ class ChKeywords:
                 f"({result.get('image_size')} bytes) and notified the device",
             )
         )
+
+    async def _ch_transfer_record(
+        self: _Session, port: ControlPort, device: str, update: _ChUpdate
+    ) -> TransferRecord:
+        _, spec = self._ch_port()
+        server = await port.request("ota")
+        known = await port.request("devices")
+        rows = [
+            row for row in known.get("devices", []) if isinstance(row, dict) and row.get("device") == device
+        ]
+        version = rows[0].get("version") if rows else None
+        from_version = int(version) if isinstance(version, int) else spec.device(device).firmware_version
+        block = int(server.get("block_size", 0)) or 1
+        size = len(update.data)
+        record = TransferRecord(
+            device=device,
+            image_file=str(update.path.relative_to(self.run_dir.resolve()))
+            if update.path.is_relative_to(self.run_dir.resolve())
+            else str(update.path),
+            image_sha256=hashlib.sha256(update.data).hexdigest(),
+            image_size=size,
+            from_version=from_version,
+            to_version=update.image.header.file_version,
+            block_size=block,
+            blocks=-(-size // block),
+            retries=0,
+            started_virtual_s=update.sent_at,
+            ended_virtual_s=None,
+            started_wall=_utc_now(),
+            ended_wall=None,
+            last_offset=0,
+            verdict="RUNNING",
+            reason="served by the CH under test",
+        )
+        self.record.transfers.append(record)
+        self._save_record()
+        return record
 
     def wait_for_ch_alert(
         self: _Session, code: str | int, device: str | None = None, budget: str | float = "2h"

@@ -66,6 +66,12 @@ def test_healthy_two_stage_update_through_the_ch(session: OtaSession) -> None:
     assert "[alert] code=0x8F43" in transcript and '"source":"gpf-cache"' in transcript
     timeline = (session.run_dir / "evidence" / "timeline.jsonl").read_text()
     assert timeline.count("ch-alert") == 2
+    # The run record (and so index.html's table and plot) has the transfer the CH served.
+    (transfer,) = session.record.transfers
+    assert (transfer.device, transfer.from_version, transfer.to_version) == ("B2", 0x01000000, 0x01040000)
+    assert transfer.verdict == "PASS" and transfer.last_offset == transfer.image_size
+    assert "0x8F72" in transfer.reason and "activated: 0x8F43" in transfer.reason
+    assert transfer.block_size == 48 and transfer.ended_virtual_s is not None
 
 
 def test_verification_failure_fails_the_wait_for_8f72(session: OtaSession, tmp_path: Path) -> None:
@@ -78,6 +84,8 @@ def test_verification_failure_fails_the_wait_for_8f72(session: OtaSession, tmp_p
         session.wait_for_ch_alert("0x8F72", "B2")
     assert "expected 0x8F72 (firmware verification successful)" in _verdicts(session)[-1]
     assert session.ch_activate_firmware("B2", expect="no image held") == 1
+    (transfer,) = session.record.transfers
+    assert transfer.verdict == "FAIL" and "0x8F1C" in transfer.reason
 
 
 def test_activation_without_waiting_is_caught_before_activate(session: OtaSession, tmp_path: Path) -> None:

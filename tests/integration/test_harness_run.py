@@ -71,6 +71,7 @@ def test_default_run_exits_zero_with_every_output(
     sweeps = [t["reason"] for t in record["tests"] if "flash power-fail sweep" in t["reason"]]
     assert len(sweeps) == 2 and all("recovered" in reason for reason in sweeps)
     assert [(t["device"], t["to_version"], t["verdict"]) for t in record["transfers"]] == [
+        ("B2", 0x01040000, "PASS"),  # served by the emulated CH under test (gbcs_ch.robot)
         ("B2", 0x01010000, "PASS"),
         ("B1", 0x01010000, "PASS"),
         ("GSME", 0x01010000, "PASS"),
