@@ -197,13 +197,8 @@ class CommsHub(EmulatedDevice):
     # -------------------------------------------------------------------------------- power
     def power_on(self) -> None:
         """Apply power: switch the coordinator radio on and start serving the HAN."""
-        if self.powered:
+        if not self._switch_power(True):
             return
-        self.powered = True
-        self.boots += 1
-        if not self._resetting:
-            for listener in self.power_listeners:
-                listener(True)
         self.radio = self._attach(self._on_data, self.log, self.flash.next_nwk_frame_counter)
         self.node = self.radio.node
         running = self.flash.running
@@ -211,12 +206,8 @@ class CommsHub(EmulatedDevice):
 
     def power_off(self) -> None:
         """Cut power: the radio goes silent; staged images and the GPF cache are kept (flash)."""
-        if not self.powered:
+        if not self._switch_power(False):
             return
-        self.powered = False
-        if not self._resetting:
-            for listener in self.power_listeners:
-                listener(False)
         self.ota_server.stop()
         for read in self._reads.values():
             if read.timer is not None:

@@ -171,15 +171,26 @@ class EmulatedDevice:
             listener(now, self.config.name, text)
 
     # -------------------------------------------------------------------------------- power
-    def power_on(self) -> None:
-        """Apply power: boot the running firmware from flash, start the stack, announce."""
-        if self.powered:
-            return
-        self.powered = True
-        self.boots += 1
+    def _switch_power(self, on: bool) -> bool:
+        """Record a power change (a boot when ``on``) and tell the listeners; False if nothing changed.
+
+        A reset (:meth:`reset`) switches off and on again without the listeners hearing of it: the
+        supply never went away.
+        """
+        if self.powered == on:
+            return False
+        self.powered = on
+        if on:
+            self.boots += 1
         if not self._resetting:
             for listener in self.power_listeners:
-                listener(True)
+                listener(on)
+        return True
+
+    def power_on(self) -> None:
+        """Apply power: boot the running firmware from flash, start the stack, announce."""
+        if not self._switch_power(True):
+            return
         # The bootloader runs first: it finishes an install or a revert, then starts the primary image.
         self.flash.defects = self.factory_config.defects
         self.flash.trusted_key = self.factory_config.signing_key
@@ -314,12 +325,8 @@ class EmulatedDevice:
 
     def power_off(self) -> None:
         """Cut power: the radio goes silent and RAM is lost; flash keeps what was written."""
-        if not self.powered:
+        if not self._switch_power(False):
             return
-        self.powered = False
-        if not self._resetting:
-            for listener in self.power_listeners:
-                listener(False)
         if self.joiner is not None:
             self.joiner.stop()
             self.joiner = None

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
+from testbed_edits import edited_testbed
 
 from harness.errors import BadInputError, DeviceFault, Inconclusive
 from harness.scenarios.session import OtaSession
@@ -25,19 +25,8 @@ CH_TESTBED = REPO / "testbeds" / "emulated-ch.yaml"
 IMAGE_SIZE = "4KiB"
 
 
-def _testbed_with(tmp_path: Path, device: str, defects: list[str], source: Path = CH_TESTBED) -> Path:
-    data = yaml.safe_load(source.read_text())
-    data["devices"][device]["defects"] = defects
-    path = tmp_path / "testbed.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-@pytest.fixture
-def session(tmp_path: Path):  # type: ignore[no-untyped-def]
-    ota = OtaSession(tmp_path / "run")
-    yield ota
-    ota.close()
+def _testbed_with(tmp_path: Path, device: str, defects: list[str]) -> Path:
+    return edited_testbed(tmp_path, device, defects, source=CH_TESTBED)
 
 
 def _verdicts(session: OtaSession) -> list[str]:

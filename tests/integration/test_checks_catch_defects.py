@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from testbed_edits import edited_testbed as _testbed_with
 
 from harness.errors import BadInputError, DeviceFault
 from harness.scenarios.session import OtaSession
@@ -18,22 +19,6 @@ from harness.scenarios.verdicts import Verdict
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_SIZE = "4KiB"
-
-
-def _testbed_with(tmp_path: Path, device: str, defects: list[str]) -> Path:
-    data = yaml.safe_load((REPO / "testbeds" / "emulated.yaml").read_text())
-    if defects:
-        data["devices"][device]["defects"] = defects
-    path = tmp_path / "testbed.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-@pytest.fixture
-def session(tmp_path: Path):  # type: ignore[no-untyped-def]
-    ota = OtaSession(tmp_path / "run")
-    yield ota
-    ota.close()
 
 
 CASES = [

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
+from testbed_edits import edited_testbed
 
 from harness.errors import BadInputError, DeviceFault
 from harness.scenarios.flash_sweep import judge_point
@@ -23,19 +23,7 @@ SIZE = "6KiB"  # two sectors: the swap has a sector to resume after
 
 
 def _testbed_with(tmp_path: Path, defects: list[str]) -> Path:
-    data = yaml.safe_load((REPO / "testbeds" / "emulated.yaml").read_text())
-    if defects:
-        data["devices"]["B2"]["defects"] = defects
-    path = tmp_path / "testbed.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-@pytest.fixture
-def session(tmp_path: Path):  # type: ignore[no-untyped-def]
-    ota = OtaSession(tmp_path / "run")
-    yield ota
-    ota.close()
+    return edited_testbed(tmp_path, "B2", defects)
 
 
 def _sweep_events(run_dir: Path) -> list[str]:

@@ -21,13 +21,6 @@ def _install_code(seed: int) -> str:
     return (code + crc.finalbytes(byteorder="little")).hex(":")
 
 
-@pytest.fixture
-def session(tmp_path: Path):  # type: ignore[no-untyped-def]
-    ota = OtaSession(tmp_path / "run")
-    yield ota
-    ota.close()
-
-
 def _factory_new_testbed(tmp_path: Path, codes: dict[str, str]) -> Path:
     data = yaml.safe_load((REPO / "testbeds" / "emulated.yaml").read_text())
     for name, code in codes.items():

@@ -52,13 +52,6 @@ def _testbed(tmp_path: Path, defects: list[str], signing_key: str = "trusted.pub
     return path
 
 
-@pytest.fixture
-def session(tmp_path: Path):  # type: ignore[no-untyped-def]
-    ota = OtaSession(tmp_path / "run")
-    yield ota
-    ota.close()
-
-
 @pytest.mark.parametrize(
     ("defect", "verdict", "words"),
     [(None, Verdict.PASS, "status 0x96"), ("skips-signature-check", Verdict.FAIL, "accepted an image")],
