@@ -51,6 +51,7 @@ KEYWORDS = (
     "ch_activate_firmware",
     "ch_read_firmware_version",
     "flash_power_fail_sweep",
+    "download_power_fail_sweep",
 )
 
 

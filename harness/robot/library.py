@@ -434,6 +434,34 @@ class OtaLibrary:
 
     @keyword
     @_classified
+    def download_power_fail_sweep(
+        self,
+        device: str,
+        image_size: str = "16KiB",
+        every: str = "2KiB",
+        off_time: str = "5s",
+        budget: str = "2h",
+    ) -> None:
+        """Cuts ``device``'s power at every ``every`` bytes of a download, one fresh upgrade per cut point.
+
+        For each point the harness builds a newer image (the third version byte counts the
+        points), offers it, cuts the power once that much was served, restores it after
+        ``off_time`` and waits for the upgrade (``budget`` each, testbed time). Every point must
+        resume where the device stopped, with no hole and at most 1 KiB and a block fetched again,
+        and end on the new version. Fails naming the first failing offset; the counts go to the
+        run's harness events. A 16 KiB image cut every 2 KiB is 7 upgrades, a few seconds.
+
+        The download at each point is handled by the firmware running then: the device's own
+        firmware at the first point, then the image each point installed (built healthy by the
+        harness). So a resume defect of the factory firmware shows at the first point.
+
+        | `Download Power Fail Sweep` | B2 |
+        | `Download Power Fail Sweep` | GSME | image_size=8KiB | every=1KiB |
+        """
+        self._session().download_power_fail_sweep(device, image_size, every, off_time, budget)
+
+    @keyword
+    @_classified
     def configure_reporting(
         self, device: str, cluster: str | None = None, attribute: str | None = None, interval: str = "60s"
     ) -> None:

@@ -58,6 +58,10 @@ POWER_CYCLE_OFF_S = 5.0
 ACTIVATION_SETTLE_S = 60.0
 
 
+# Each cut point of a download sweep is an upgrade to a newer version (third byte + 1).
+MAX_SWEEP_POINTS = 255
+
+
 def _utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
@@ -644,6 +648,72 @@ class OtaSession(ChKeywords):
                 f"has no transfer to {doing}; offer an image first", field="device", value=device
             )
         return running
+
+    def download_power_fail_sweep(
+        self,
+        device: str,
+        image_size: str | int = "16KiB",
+        every: str | int = "2KiB",
+        off_time: str | float = "5s",
+        budget: str | float = "2h",
+    ) -> VerdictResult:
+        """Cut the device's power at every ``every`` bytes of a download, one fresh upgrade per point.
+
+        For each cut point the harness builds a newer image of ``image_size``, offers it, cuts the
+        power once that much has been served, restores it after ``off_time`` and waits for the
+        upgrade. Each point must resume where the device stopped (no hole, at most 1 KiB and a block
+        fetched again) and end on the new version. Fails naming the first failing offset. Each point
+        runs the download code of the firmware running then: the factory one first, then each
+        point's image.
+        """
+        size = parse_size(image_size, field="image_size")
+        step = parse_size(every, field="every")
+        if not 0 < step < size:
+            raise BadInputError(
+                f"must be more than 0 and less than the image size ({size} bytes)", field="every", value=every
+            )
+        points = list(range(step, size, step))
+        if len(points) > MAX_SWEEP_POINTS:
+            raise BadInputError(
+                f"gives {len(points)} cut points; at most {MAX_SWEEP_POINTS} (each is a new image version)",
+                field="every",
+                value=every,
+            )
+        base = self.read_firmware_version(device)
+        failures: list[tuple[int, str]] = []
+        for index, point in enumerate(points, 1):
+            image = self.build_firmware_image(device, base + index * 0x100, size=size)
+            self.offer_firmware_image(device, image)
+            self.wait_until_transfer_reaches(device, point, budget)
+            self.cut_power(device)
+            self.wait_testbed_time(off_time)
+            self.restore_power(device)
+            upgraded = self.wait_until_upgrade_completes(device, budget)
+            resumed = self._judge_resume(self.running[device], self.power_cuts[device][-1])
+            for result in (upgraded, resumed):
+                if result.verdict is not Verdict.PASS:
+                    failures.append((point, result.reason))
+                    break
+        self._event(
+            "download-power-fail-sweep",
+            device=device,
+            points=len(points),
+            failed=len(failures),
+            first_failures="; ".join(f"offset {p}: {r}" for p, r in failures[:5]),
+        )
+        if failures:
+            point, reason = failures[0]
+            raise DeviceFault(
+                f"{device}: {len(failures)} of {len(points)} download cut points failed; "
+                f"first at offset {point} of {size}: {reason}"
+            )
+        result = VerdictResult(
+            Verdict.PASS,
+            f"{device}: resumed and upgraded after a power cut at each of "
+            f"{len(points)} points of a {size}-byte download (every {step} bytes)",
+        )
+        self.note_verdict(result)
+        return result
 
     def wait_testbed_time(self, duration: str | float) -> None:
         """Let ``duration`` of testbed time pass (transfers and devices carry on meanwhile)."""
