@@ -592,6 +592,8 @@ class OtaLibrary:
     def power_cycle_device(self, device: str, off_time: str = "5s") -> None:
         """Cuts the power of ``device``, waits ``off_time`` (testbed time), restores it, awaits the rejoin.
 
+        Fails unless the device announces itself (ZDO Device_annce) within 5 min of power-up: heard
+        by the harness's hub, or on a testbed whose CH is under test, reported by that CH.
 
         | `Power Cycle Device` | B1 |
         | `Power Cycle Device` | B1 | off_time=1min |

@@ -1080,12 +1080,16 @@ class OtaSession(ChKeywords):
         self.run(self._cycle(device, power, seconds))
 
     async def _cycle(self, device: str, power: PowerDriver, off_time: float) -> None:
-        _, spec, hub = self._require()
+        _, spec = self._require_testbed()
         self._event("power-cut", device=device)
         self.power_cuts.setdefault(device, []).append(self.loop.time())
         await power.cut()
         await asyncio.sleep(off_time)
-        announced = hub.announce_waiter(self._ieee(spec.device(device).ieee_bytes))
+        # Who hears the announce: the harness's hub, or (CH under test) the CH, which reports it.
+        if self.hub is not None:
+            announced = self.hub.announce_waiter(self._ieee(spec.device(device).ieee_bytes))
+        else:
+            announced = self.loop.create_task(self._ch_hears_announce(device))
         self._event("power-restore", device=device)
         await power.restore()
         try:
@@ -1094,6 +1098,14 @@ class OtaSession(ChKeywords):
             raise DeviceFault(
                 f"{device} did not announce itself within {REBOOT_BUDGET_S:g}s of power-up"
             ) from None
+
+    async def _ch_hears_announce(self, device: str) -> None:
+        monitor = self.ch_monitor
+        if monitor is None:
+            raise BenchError("this testbed has neither a hub nor a CH under test to hear announces")
+        monitor.announced.discard(device)
+        while device not in monitor.announced:
+            await monitor.wait_change(REBOOT_BUDGET_S)
 
     def _power(self, device: str) -> PowerDriver:
         testbed, spec = self._require_testbed()

@@ -178,3 +178,16 @@ def test_testbed_up_serves_the_ch_with_its_commands() -> None:
     hello = asyncio.run(serve())
     commands = hello["result"]["commands"]  # type: ignore[index]
     assert {"update_firmware", "activate_firmware", "read_firmware_version", "devices"} <= set(commands)
+
+
+@pytest.mark.parametrize("defect", [None, "never-rejoins-after-reboot"])
+def test_power_cycle_on_a_ch_testbed_waits_for_the_ch_to_hear_the_announce(
+    session: OtaSession, tmp_path: Path, defect: str | None
+) -> None:
+    session.start_testbed(_testbed_with(tmp_path, "B2", [defect] if defect else []))
+    if defect is None:
+        session.power_cycle_device("B2")
+        assert session.ch_read_firmware_version("B2") == 0x01000000
+        return
+    with pytest.raises(DeviceFault, match="did not announce itself"):
+        session.power_cycle_device("B2")
