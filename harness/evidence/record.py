@@ -11,6 +11,7 @@ still going when the record is saved says ``RUNNING``.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import tempfile
@@ -189,6 +190,11 @@ class RunRecord:
             raise BadInputError(e.reason, file=str(path), field=e.field) from e
         except TypeError as e:
             raise BadInputError(str(e), file=str(path)) from e
+
+
+def utc_now() -> str:
+    """Now, as the ISO 8601 UTC text the record's wall-time fields hold (millisecond precision)."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _redact_strings(value: Any, redact: Callable[[str], str]) -> Any:

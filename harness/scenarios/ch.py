@@ -21,7 +21,6 @@ of being skipped. Nothing here knows the CH is emulated.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from harness.errors import BadInputError, BenchError, DeviceFault, Inconclusive
-from harness.evidence.record import RunRecord, TransferRecord
+from harness.evidence.record import RunRecord, TransferRecord, utc_now
 from harness.ota.image import OtaImage
 from harness.ports.control import ControlPort, PortEvent
 from harness.scenarios.values import format_version, parse_budget
@@ -201,10 +200,6 @@ class _ChUpdate:
     record: TransferRecord | None = None
 
 
-def _utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-
-
 def parse_alert_code(code: str | int) -> int:
     """An alert code as written (``0x8F72``, ``8F72``) or as a number; raises BadInputError."""
     if isinstance(code, int) and not isinstance(code, bool):
@@ -311,7 +306,7 @@ class ChKeywords:
                 record.reason += f"; activated: {alert.describe()}"
         elif record.verdict == "RUNNING":
             record.ended_virtual_s = self.loop.time()
-            record.ended_wall = _utc_now()
+            record.ended_wall = utc_now()
             record.verdict = "PASS" if code == 0x8F72 else "FAIL"
             record.reason = f"the CH raised {alert.describe()}"
             if code == 0x8F72:
@@ -395,7 +390,7 @@ class ChKeywords:
             retries=0,
             started_virtual_s=update.sent_at,
             ended_virtual_s=None,
-            started_wall=_utc_now(),
+            started_wall=utc_now(),
             ended_wall=None,
             last_offset=0,
             verdict="RUNNING",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import logging
 import time
@@ -24,13 +23,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import looptime
+import zigpy.device
 import zigpy.types as t
 import zigpy.util
 
 from harness import __version__
 from harness.errors import BadInputError, BenchError, DeviceFault, HarnessError
 from harness.evidence.keys import NetworkKey
-from harness.evidence.record import RunRecord, TestRecord, TransferRecord
+from harness.evidence.record import RunRecord, TestRecord, TransferRecord, utc_now
 from harness.evidence.recorder import Recorder
 from harness.hub.hub import Hub
 from harness.hub.ota_server import OtaServerPolicy, OtaTransfer, TransferOutcome, TransferProgress
@@ -60,10 +60,6 @@ ACTIVATION_SETTLE_S = 60.0
 
 # Each cut point of a download sweep is an upgrade to a newer version (third byte + 1).
 MAX_SWEEP_POINTS = 255
-
-
-def _utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -120,7 +116,7 @@ class OtaSession(ChKeywords):
             testbed_file="",
             testbed_sha256="",
             seed=seed if seed is not None else -1,
-            started_wall=_utc_now(),
+            started_wall=utc_now(),
             ended_wall=None,
             command=command,
             tests=[],
@@ -184,7 +180,7 @@ class OtaSession(ChKeywords):
                 suite=suite,
                 verdict="RUNNING",
                 reason="",
-                started_wall=_utc_now(),
+                started_wall=utc_now(),
                 ended_wall=None,
                 evidence=[],
             )
@@ -220,7 +216,7 @@ class OtaSession(ChKeywords):
         reasons = [v.reason for v in state.verdicts if v.verdict is verdict]
         state.record.verdict = str(verdict)
         state.record.reason = reasons[-1] if reasons else (message or "all checks passed")
-        state.record.ended_wall = _utc_now()
+        state.record.ended_wall = utc_now()
         self._event("test-ended", test=state.record.name, verdict=str(verdict))
         self._test = None
         self._save_record()
@@ -308,7 +304,7 @@ class OtaSession(ChKeywords):
             return
         with contextlib.suppress(HarnessError):
             self.stop_testbed()
-        self.record.ended_wall = _utc_now()
+        self.record.ended_wall = utc_now()
         self._save_record()
         self.recorder.close()
         self._closed = True
@@ -442,7 +438,7 @@ class OtaSession(ChKeywords):
             retries=0,
             started_virtual_s=self.loop.time(),
             ended_virtual_s=None,
-            started_wall=_utc_now(),
+            started_wall=utc_now(),
             ended_wall=None,
             last_offset=0,
             verdict="RUNNING",
@@ -889,7 +885,7 @@ class OtaSession(ChKeywords):
         record.verdict = str(result.verdict)
         record.reason = result.reason
         record.ended_virtual_s = self.loop.time()
-        record.ended_wall = _utc_now()
+        record.ended_wall = utc_now()
         self.progress.finished(running.device, str(result.verdict))
         if note:  # otherwise the exception that goes up is noted by whoever catches it
             self.note_verdict(
@@ -907,10 +903,7 @@ class OtaSession(ChKeywords):
         return self.run(self._read_version(device))
 
     async def _read_version(self, device: str) -> int:
-        _, spec, hub = self._require()
-        zdev = hub.device(self._ieee(spec.device(device).ieee_bytes))
-        if zdev is None:
-            raise DeviceFault(f"{device} is not on the network")
+        zdev, hub = self._zigpy_device(device)
         return int(await hub.read_ota_attribute(zdev, "current_file_version"))
 
     def firmware_version_should_be(self, device: str, version: str | int) -> None:
@@ -926,10 +919,8 @@ class OtaSession(ChKeywords):
         self.run(self._reachable(device))
 
     async def _reachable(self, device: str) -> None:
-        _, spec, hub = self._require()
-        zdev = hub.device(self._ieee(spec.device(device).ieee_bytes))
-        if zdev is None:
-            raise DeviceFault(f"{device} is not on the network")
+        zdev, hub = self._zigpy_device(device)
+        _, spec, _ = self._require()
         model = await hub.read_basic_attribute(zdev, "model")
         self._event(
             "reachable",
@@ -1052,7 +1043,8 @@ class OtaSession(ChKeywords):
             values={str(k): str(v) for k, v in values.items()},
         )
 
-    def _zigpy_device(self, device: str) -> tuple[Any, Hub]:
+    def _zigpy_device(self, device: str) -> tuple[zigpy.device.Device, Hub]:
+        """The hub's zigpy device for testbed device ``device``; a device not on the network is a fault."""
         _, spec, hub = self._require()
         zdev = hub.device(self._ieee(spec.device(device).ieee_bytes))
         if zdev is None:
